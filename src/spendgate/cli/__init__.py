@@ -1,0 +1,24 @@
+"""The `spendgate` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from spendgate.cli import _ledger, _prices
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="spendgate",
+    help="Meter, price and govern LLM usage.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_prices.register(app)
+_ledger.register(app)
+
+
+def main() -> None:
+    """Entry point of the `spendgate` script."""
+    app()

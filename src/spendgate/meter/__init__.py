@@ -1,0 +1,10 @@
+"""The `Meter` facade: count, price, record and report usage (sync and asyncio)."""
+
+from __future__ import annotations
+
+from spendgate.meter._async import AsyncMeter
+from spendgate.meter._core import Recorded
+from spendgate.meter._export import CSV_COLUMNS, event_to_dict, write_events
+from spendgate.meter._meter import Meter, RerateReport
+
+__all__ = ["CSV_COLUMNS", "AsyncMeter", "Meter", "Recorded", "RerateReport", "event_to_dict", "write_events"]

@@ -1,0 +1,62 @@
+"""`Settings`: every knob, built once (from arguments, `SPENDGATE_*` variables or a file) and passed down.
+
+Nothing in spendgate reads configuration from module globals; build a `Settings` and hand it to
+:class:`~spendgate.Meter` (or let the Meter build one from its keyword arguments and the environment).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """spendgate's configuration. Environment variables use the prefix ``SPENDGATE_``."""
+
+    model_config = SettingsConfigDict(env_prefix="SPENDGATE_", extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        default="sqlite:///spendgate.db",
+        description="Ledger URL: sqlite:///path.db (embedded default) or postgresql+psycopg://user@host/db.",
+    )
+    durability: Literal["process", "power"] = Field(
+        default="process",
+        description="'process': a recorded event survives the process being killed; 'power': also a power loss "
+        "(fsync on every SQLite commit).",
+    )
+    price_file: Path | None = Field(
+        default=None, description="TOML or YAML file with price overrides, a fallback price and exchange rates."
+    )
+    chars_per_token: dict[str, float] = Field(
+        default_factory=dict,
+        description="Characters per token for providers without a public tokenizer, e.g. {'anthropic': 3.5}.",
+    )
+    token_cache_size: int = Field(default=4096, ge=0, description="Entries in the token-count LRU cache.")
+    record_unpriced: bool = Field(
+        default=True,
+        description="Record usage of a model with no known price as unpriced (re-ratable later) instead of failing.",
+    )
+    exchange_rates: dict[str, Decimal] = Field(
+        default_factory=dict, description="Units of each currency per 1 USD, e.g. {'EUR': '0.92'}."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be a URL such as sqlite:///spendgate.db or postgresql+psycopg://user@host/db")
+        return value
+
+    @field_validator("exchange_rates")
+    @classmethod
+    def _rates_positive(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for currency, rate in value.items():
+            if not rate.is_finite() or rate <= 0:
+                raise ValueError(f"rate for {currency} must be a positive number")
+        return {k.upper(): v for k, v in value.items()}
