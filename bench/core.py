@@ -47,9 +47,7 @@ def bench_cost() -> dict[str, float]:
     assert ours == theirs, (ours, theirs)
     return {
         "cost_us": round(per_call_us(lambda: book.cost("openai", "gpt-4o", usage), 100_000), 3),
-        "cost_anthropic_us": round(
-            per_call_us(lambda: book.cost("anthropic", "claude-sonnet-4-0", usage), 100_000), 3
-        ),
+        "cost_anthropic_us": round(per_call_us(lambda: book.cost("anthropic", "claude-sonnet-4-0", usage), 100_000), 3),
         "genai_prices_calc_price_us": round(
             per_call_us(lambda: calc_price(gusage, "gpt-4o", provider_id="openai"), 2_000), 1
         ),
@@ -63,7 +61,9 @@ def bench_tokens() -> dict[str, float]:
     counter = iter(range(10**9))
 
     def fresh() -> object:
-        return uncached.count("openai", "gpt-4o", messages=[{"role": "user", "content": f"Hello {next(counter)}, how are you?"}])
+        return uncached.count(
+            "openai", "gpt-4o", messages=[{"role": "user", "content": f"Hello {next(counter)}, how are you?"}]
+        )
 
     return {
         "tokens_short_chat_us": round(per_call_us(lambda: cached.count("openai", "gpt-4o", messages=msgs), 50_000), 3),

@@ -53,7 +53,9 @@ def _truncate_pg(url: str) -> None:
             tables = [
                 row[0]
                 for row in conn.execute(
-                    sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+                    sa.text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                    )
                 )
             ]
             if tables:
@@ -68,10 +70,10 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def pg_url(pg_database: str) -> Iterator[str]:
+def pg_url(pg_database: str) -> str:
     """The session's PostgreSQL database, emptied before the test."""
     _truncate_pg(pg_database)
-    yield pg_database
+    return pg_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

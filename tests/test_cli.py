@@ -22,23 +22,45 @@ def run(*args: str, input: str | None = None, code: int = 0) -> str:
 
 
 def test_cost_json_matches_the_contract() -> None:
-    out = json.loads(run("cost", "--provider", "openai", "--model", "gpt-4o", "--input-tokens", "1000", "--output-tokens", "100", "--json"))
+    out = json.loads(
+        run(
+            "cost",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-4o",
+            "--input-tokens",
+            "1000",
+            "--output-tokens",
+            "100",
+            "--json",
+        )
+    )
     assert Decimal(out["total"]) == Decimal("0.0035")
     assert out["currency"] == "USD" and "genai-prices" in out["price_version"]
 
 
 def test_cost_table_and_errors() -> None:
-    assert "0.0035" in run("cost", "--provider", "openai", "--model", "gpt-4o", "--input-tokens", "1000", "--output-tokens", "100")
+    assert "0.0035" in run(
+        "cost", "--provider", "openai", "--model", "gpt-4o", "--input-tokens", "1000", "--output-tokens", "100"
+    )
     err = run("cost", "--provider", "acme", "--model", "nope", "--input-tokens", "1", code=2)
     assert "no price known" in err
-    err = run("cost", "--provider", "openai", "--model", "gpt-4o", "--input-tokens", "1", "--cache-read-tokens", "5", code=2)
+    err = run(
+        "cost", "--provider", "openai", "--model", "gpt-4o", "--input-tokens", "1", "--cache-read-tokens", "5", code=2
+    )
     assert "cache_read_tokens" in err
     err = run("cost", "--provider", "openai", "--model", "gpt-4o", "--input-tokens", "1", "--currency", "EUR", code=1)
     assert "EUR" in err
 
 
 def test_tokens(tmp_path: Path) -> None:
-    assert json.loads(run("tokens", "--provider", "openai", "--model", "gpt-4o", "--text", "hello world", "--json"))["total"] == 2
+    assert (
+        json.loads(run("tokens", "--provider", "openai", "--model", "gpt-4o", "--text", "hello world", "--json"))[
+            "total"
+        ]
+        == 2
+    )
     chat = tmp_path / "chat.json"
     chat.write_text(json.dumps([{"role": "user", "content": "hi"}]))
     out = json.loads(run("tokens", "--provider", "openai", "--model", "gpt-4o", "--messages", str(chat), "--json"))
@@ -48,7 +70,9 @@ def test_tokens(tmp_path: Path) -> None:
     assert "total" in run("tokens", "--provider", "anthropic", "--model", "claude-sonnet-4-0", "--file", str(doc))
     assert "exactly one" in run("tokens", "--provider", "openai", "--model", "gpt-4o", code=2)
     chat.write_text("{not json")
-    assert "not valid JSON" in run("tokens", "--provider", "openai", "--model", "gpt-4o", "--messages", str(chat), code=2)
+    assert "not valid JSON" in run(
+        "tokens", "--provider", "openai", "--model", "gpt-4o", "--messages", str(chat), code=2
+    )
 
 
 def test_prices_show_and_search() -> None:
@@ -73,14 +97,42 @@ def _lines(*events: dict[str, object]) -> str:
 
 def test_record_report_export_rerate(db: str, tmp_path: Path) -> None:
     events = _lines(
-        {"event_id": "c1", "provider": "openai", "model": "gpt-4o", "user_id": "ann", "timestamp": "2026-02-01T10:00:00+00:00", "usage": {"input_tokens": 1000, "output_tokens": 100}},
-        {"event_id": "c2", "provider": "openai", "model": "gpt-4o-mini", "user_id": "bob", "timestamp": "2026-02-01T11:00:00+00:00", "usage": {"input_tokens": 2000, "output_tokens": 10}},
-        {"event_id": "c3", "provider": "acme", "model": "mystery", "user_id": "bob", "timestamp": "2026-02-02T11:00:00+00:00", "usage": {"input_tokens": 5}},
+        {
+            "event_id": "c1",
+            "provider": "openai",
+            "model": "gpt-4o",
+            "user_id": "ann",
+            "timestamp": "2026-02-01T10:00:00+00:00",
+            "usage": {"input_tokens": 1000, "output_tokens": 100},
+        },
+        {
+            "event_id": "c2",
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "user_id": "bob",
+            "timestamp": "2026-02-01T11:00:00+00:00",
+            "usage": {"input_tokens": 2000, "output_tokens": 10},
+        },
+        {
+            "event_id": "c3",
+            "provider": "acme",
+            "model": "mystery",
+            "user_id": "bob",
+            "timestamp": "2026-02-02T11:00:00+00:00",
+            "usage": {"input_tokens": 5},
+        },
     )
-    assert json.loads(run("record", "-d", db, "--json", input=events)) == {"recorded": 3, "duplicates": 0, "unpriced": 1}
+    assert json.loads(run("record", "-d", db, "--json", input=events)) == {
+        "recorded": 3,
+        "duplicates": 0,
+        "unpriced": 1,
+    }
     assert "duplicates 3" in run("record", "-d", db, input=events)
 
-    bad = _lines({"provider": "openai", "model": "gpt-4o", "usage": {"input_tokens": 1}}, {"provider": "openai", "model": "gpt-4o", "usage": {"input_tokens": -4}})
+    bad = _lines(
+        {"provider": "openai", "model": "gpt-4o", "usage": {"input_tokens": 1}},
+        {"provider": "openai", "model": "gpt-4o", "usage": {"input_tokens": -4}},
+    )
     assert "line 2" in run("record", "-d", db, input=bad, code=2)
     assert "line 1" in run("record", "-d", db, input="[1, 2]\n", code=2)
     assert "not valid JSON" in run("record", "-d", db, input="{oops\n", code=2)
@@ -102,8 +154,13 @@ def test_record_report_export_rerate(db: str, tmp_path: Path) -> None:
     assert "--format" in run("export", "-d", db, "--format", "xml", code=2)
 
     price_file = tmp_path / "prices.toml"
-    price_file.write_text('[[overrides]]\nprovider = "acme"\nmodel = "mystery"\neffective_from = 2026-01-01\ninput = "1000"\noutput = "1000"\n')
-    dry = json.loads(run("rerate", "-d", db, "--since", "2026-01-01", "--price-file", str(price_file), "--dry-run", "--json"))
+    price_file.write_text(
+        '[[overrides]]\nprovider = "acme"\nmodel = "mystery"\neffective_from = 2026-01-01\n'
+        'input = "1000"\noutput = "1000"\n'
+    )
+    dry = json.loads(
+        run("rerate", "-d", db, "--since", "2026-01-01", "--price-file", str(price_file), "--dry-run", "--json")
+    )
     assert dry["changed"] == 1 and dry["newly_priced"] == 1 and Decimal(dry["delta"]) == Decimal("0.005")
     done = json.loads(run("rerate", "-d", db, "--since", "2026-01-01", "--price-file", str(price_file), "--json"))
     assert done["changed"] == 1

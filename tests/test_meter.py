@@ -70,7 +70,11 @@ def test_unknown_model_can_be_refused(sqlite_url: str) -> None:
 def test_bad_usage_is_refused_with_the_field_named(sqlite_url: str) -> None:
     with Meter(database_url=sqlite_url) as meter:
         with pytest.raises(InvalidUsageError) as exc:
-            meter.record(provider="openai", model="gpt-4o", usage=Usage(input_tokens=5, cache_read_tokens=3, cache_write_tokens=3))
+            meter.record(
+                provider="openai",
+                model="gpt-4o",
+                usage=Usage(input_tokens=5, cache_read_tokens=3, cache_write_tokens=3),
+            )
         assert exc.value.field == "cache_read_tokens"
         with pytest.raises(InvalidUsageError, match="timestamp"):
             meter.record(provider="openai", model="gpt-4o", usage=Usage(), timestamp=datetime(2026, 1, 1))
@@ -149,7 +153,13 @@ def test_override_is_shared_through_the_database_and_rerate_keeps_originals(sqli
         r = meter.record(event_id="x1", provider="selfhost", model="llama-70b", usage=usage, timestamp=T0)
         assert r.cost is None
         meter.add_price_override(
-            PriceOverride(provider="selfhost", model="llama-70b", effective_from=date(2026, 1, 1), input=Decimal("1"), output=Decimal("2"))
+            PriceOverride(
+                provider="selfhost",
+                model="llama-70b",
+                effective_from=date(2026, 1, 1),
+                input=Decimal("1"),
+                output=Decimal("2"),
+            )
         )
         report = meter.rerate(since=T0 - timedelta(days=1), reason="first price")
         assert (report.examined, report.changed, report.newly_priced, report.delta) == (1, 1, 1, Decimal("3"))
@@ -159,7 +169,13 @@ def test_override_is_shared_through_the_database_and_rerate_keeps_originals(sqli
     with Meter(database_url=sqlite_url, clock=clock) as other:
         assert other.cost("selfhost", "llama-70b", usage, at=T0).total == Decimal("3")
         other.add_price_override(
-            PriceOverride(provider="selfhost", model="llama-70b", effective_from=date(2026, 3, 1), input=Decimal("0.5"), output=Decimal("1"))
+            PriceOverride(
+                provider="selfhost",
+                model="llama-70b",
+                effective_from=date(2026, 3, 1),
+                input=Decimal("0.5"),
+                output=Decimal("1"),
+            )
         )
         dry = other.rerate(since=T0 - timedelta(days=1), dry_run=True)
         assert dry.changed == 1 and dry.delta == Decimal("-1.5")
@@ -180,7 +196,10 @@ def test_async_meter_concurrent_records(sqlite_url: str) -> None:
         async with AsyncMeter(sqlite_url) as meter:
             usage = Usage(input_tokens=100, output_tokens=10)
             results = await asyncio.gather(
-                *(meter.record(event_id=f"a{i % 150}", provider="openai", model="gpt-4o", usage=usage) for i in range(200))
+                *(
+                    meter.record(event_id=f"a{i % 150}", provider="openai", model="gpt-4o", usage=usage)
+                    for i in range(200)
+                )
             )
             assert sum(not r.duplicate for r in results) == 150
             summary = await meter.summary()

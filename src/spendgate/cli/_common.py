@@ -32,7 +32,9 @@ __all__ = [
 
 DatabaseOpt = Annotated[
     str | None,
-    typer.Option("--database-url", "-d", help="Ledger URL (default: $SPENDGATE_DATABASE_URL or sqlite:///spendgate.db)."),
+    typer.Option(
+        "--database-url", "-d", help="Ledger URL (default: $SPENDGATE_DATABASE_URL or sqlite:///spendgate.db)."
+    ),
 ]
 PriceFileOpt = Annotated[
     Path | None,

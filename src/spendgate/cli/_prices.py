@@ -187,4 +187,3 @@ def register(app: typer.Typer) -> None:
     app.command()(cost)
     app.command()(tokens)
     app.add_typer(prices_app, name="prices")
-
