@@ -120,17 +120,7 @@ def tokens(
     settings = build_settings()
     with handle_errors():
         count = TokenCounter(chars_per_token=settings.chars_per_token).count(provider, model, **kwargs)
-    data = {
-        "total": count.total,
-        "text": count.text,
-        "tool": count.tool,
-        "image": count.image,
-        "audio": count.audio,
-        "cached": count.cached,
-        "overhead": count.overhead,
-        "exact": count.exact,
-        "method": count.method,
-    }
+    data = count.to_dict()
     if as_json:
         emit_json(data)
         return

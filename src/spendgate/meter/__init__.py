@@ -7,4 +7,4 @@ from spendgate.meter._core import Recorded
 from spendgate.meter._export import CSV_COLUMNS, event_to_dict, write_events
 from spendgate.meter._meter import Meter, RerateReport
 
-__all__ = ["CSV_COLUMNS", "AsyncMeter", "Meter", "Recorded", "RerateReport", "event_to_dict", "write_events"]
+__all__ = ["AsyncMeter", "CSV_COLUMNS", "Meter", "Recorded", "RerateReport", "event_to_dict", "write_events"]
