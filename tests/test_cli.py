@@ -147,7 +147,8 @@ def test_record_report_export_rerate(db: str, tmp_path: Path) -> None:
 
     out = tmp_path / "events.csv"
     assert "wrote 3 events" in run("export", "-d", db, "--format", "csv", "-o", str(out))
-    rows = list(csv.DictReader(out.open()))
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
     assert [r["event_id"] for r in rows] == ["c1", "c2", "c3"] and rows[2]["cost"] == ""
     jl = run("export", "-d", db, "--user", "bob", "--since", "2026-02-01T10:30:00")
     assert [json.loads(x)["event_id"] for x in jl.splitlines()] == ["c2", "c3"]

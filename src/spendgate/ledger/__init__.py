@@ -1,0 +1,35 @@
+"""The durable, idempotent usage ledger.
+
+Open one with :func:`open_store` (``sqlite:///usage.db`` embedded, ``postgresql+psycopg://...`` at
+scale) and :meth:`~UsageStore.record` :class:`UsageEvent` objects. See ``docs/ledger.md``.
+"""
+
+from spendgate.ledger._adjustments import AdjustmentRecord, CostAdjustment
+from spendgate.ledger._engine import Durability
+from spendgate.ledger._event import RecordResult, StoredEvent, UsageEvent
+from spendgate.ledger._migrate import upgrade
+from spendgate.ledger._money import MAX_MONEY, MONEY_SCALE
+from spendgate.ledger._query import DIMENSIONS, Dimension, EventFilter, Granularity, RollupRow, UsageSummary
+from spendgate.ledger._schema import Money
+from spendgate.ledger._store import UsageStore, open_store
+
+__all__ = [
+    "AdjustmentRecord",
+    "CostAdjustment",
+    "DIMENSIONS",
+    "Dimension",
+    "Durability",
+    "EventFilter",
+    "Granularity",
+    "MAX_MONEY",
+    "MONEY_SCALE",
+    "Money",
+    "RecordResult",
+    "RollupRow",
+    "StoredEvent",
+    "UsageEvent",
+    "UsageStore",
+    "UsageSummary",
+    "open_store",
+    "upgrade",
+]
