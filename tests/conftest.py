@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ledger_fixtures import (  # fixtures are registered by being imported here
     ledger_clock,
     ledger_pg_url,

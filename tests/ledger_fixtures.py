@@ -101,7 +101,8 @@ def truncate(url: str) -> None:
         tables = [
             row[0]
             for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'spendgate_alembic_version'"
+                "SELECT tablename FROM pg_tables"
+                " WHERE schemaname = 'public' AND tablename <> 'spendgate_alembic_version'"
             )
         ]
         if tables:

@@ -10,7 +10,6 @@ from decimal import Decimal
 from ledger_fixtures import T0, FixedClock, make_event
 from spendgate.ledger import RecordResult, UsageEvent, open_store
 
-
 THREADS = 8
 PER_THREAD = 500
 STRIDE = 400  # thread t writes ids t*400 .. t*400+499: 100 ids overlap with the next thread

@@ -15,7 +15,6 @@ import sqlalchemy as sa
 
 from spendgate.ledger import open_store, upgrade
 
-
 CHILD = Path(__file__).with_name("ledger_kill_child.py")
 
 

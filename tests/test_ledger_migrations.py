@@ -18,7 +18,6 @@ from spendgate.ledger._engine import LedgerEngine, parse_url
 from spendgate.ledger._migrate import VERSION_TABLE, alembic_config, head_revision
 from spendgate.ledger._schema import metadata
 
-
 LEDGER_TABLES = {"usage_events", "usage_rollups", "cost_adjustments", "price_overrides", VERSION_TABLE}
 
 

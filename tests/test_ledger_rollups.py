@@ -13,7 +13,6 @@ from spendgate.errors import LedgerError
 from spendgate.ledger import CostAdjustment, UsageStore
 
 
-
 def adjust(
     event_id: str,
     old_cost: Decimal | None,

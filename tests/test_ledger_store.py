@@ -16,7 +16,6 @@ from spendgate.ledger import EventFilter, RecordResult, UsageEvent, UsageStore, 
 from spendgate.usage import Usage
 
 
-
 def full_event(event_id: str = "full-1") -> UsageEvent:
     return UsageEvent(
         event_id=event_id,

@@ -77,7 +77,7 @@ def test_addition_is_fieldwise_and_stays_valid(a_in: int, a_out: int, b_in: int,
 
 def test_add_refuses_other_types() -> None:
     with pytest.raises(TypeError):
-        _ = Usage() + 1  # type: ignore[operator]
+        _ = Usage() + 1
 
 
 def test_fake_clock() -> None:
