@@ -14,10 +14,10 @@ from types import TracebackType
 from typing import IO, Any
 
 from spendgate.clock import Clock
-from spendgate.ledger import UsageEvent, UsageSummary
+from spendgate.ledger import Dimension, UsageEvent, UsageSummary
 from spendgate.meter._core import Recorded
 from spendgate.meter._export import ExportFormat
-from spendgate.meter._meter import Dimension, Meter, RerateReport
+from spendgate.meter._meter import Meter, RerateReport
 from spendgate.pricing import CostBreakdown, PriceBook
 from spendgate.settings import Settings
 from spendgate.tokens import TokenCount

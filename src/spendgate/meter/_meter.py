@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from spendgate.clock import Clock, SystemClock
 from spendgate.errors import InvalidUsageError, SpendgateError
-from spendgate.ledger import CostAdjustment, UsageEvent, UsageStore, UsageSummary, open_store
+from spendgate.ledger import CostAdjustment, Dimension, UsageEvent, UsageStore, UsageSummary, open_store
 from spendgate.meter._core import Recorded, build_event, make_filter, price_usage
 from spendgate.meter._export import ExportFormat, write_events
 from spendgate.pricing import CostBreakdown, PriceBook, PriceOverride, load_overrides
@@ -20,8 +20,6 @@ from spendgate.tokens import TokenCount, TokenCounter
 from spendgate.usage import Usage
 
 __all__ = ["Meter", "RerateReport"]
-
-Dimension = Literal["user_id", "team_id", "api_key_id", "provider", "model", "request_type", "session_id"]
 
 _EVENT_FIELDS = frozenset(
     {
@@ -168,8 +166,10 @@ class Meter:
                 timestamp = datetime.fromisoformat(timestamp)
             except ValueError:
                 raise InvalidUsageError(f"{where}timestamp", f"is not an ISO 8601 datetime: {timestamp!r}") from None
-        service_tier = data.get("service_tier")
         batch = bool(data.pop("batch", False))
+        if batch and data.get("service_tier") in (None, "batch"):
+            data["service_tier"] = "batch"  # stored, so a later re-rate prices it at the batch rate again
+        service_tier = data.get("service_tier")
         unknown = set(data) - _EVENT_FIELDS
         if unknown:
             raise InvalidUsageError(f"{where}{sorted(unknown)[0]}", "is not an event field")
