@@ -52,8 +52,8 @@ def _filters(since: str | None, until: str | None, **exact: str | None) -> dict[
     return out
 
 
-def _read_events(lines: list[str]) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
+def _read_events(lines: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    events: list[tuple[int, dict[str, Any]]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -63,7 +63,7 @@ def _read_events(lines: list[str]) -> list[dict[str, Any]]:
             raise fail(f"line {number}: not valid JSON ({exc.msg})", 2) from None
         if not isinstance(item, dict):
             raise fail(f"line {number}: expected a JSON object", 2)
-        events.append(item)
+        events.append((number, item))
     return events
 
 
@@ -82,13 +82,14 @@ def record(
     settings = build_settings(database_url, price_file)
     recorded = duplicates = unpriced = 0
     with handle_errors(), Meter(settings=settings) as meter:
-        for i, item in enumerate(events):  # validate everything first: no partial write for bad input
+        for number, item in events:  # validate everything first: no partial write for bad input
             try:
-                meter._prepare(item, where=f"line {i + 1}: ")
+                meter.validate(item)
             except InvalidUsageError as exc:
-                raise fail(str(exc), 2) from None
-        for start in range(0, len(events), _BATCH):
-            for result in meter.record_many(events[start : start + _BATCH]):
+                raise fail(f"line {number}: {exc}", 2) from None
+        items = [item for _, item in events]
+        for start in range(0, len(items), _BATCH):
+            for result in meter.record_many(items[start : start + _BATCH]):
                 duplicates += result.duplicate
                 recorded += not result.duplicate
                 unpriced += not result.duplicate and result.cost is None

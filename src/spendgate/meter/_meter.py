@@ -219,6 +219,14 @@ class Meter:
         result = self.store.record(event)
         return Recorded(event_id=result.event_id, duplicate=result.duplicate, cost=cost)
 
+    def validate(self, event: Mapping[str, Any]) -> None:
+        """Check (and price) one event as :meth:`record` would, without writing it.
+
+        Raises :class:`InvalidUsageError` naming the field, or UnknownModelError when unpriced usage
+        is refused by the settings.
+        """
+        self._prepare(event)
+
     def record_many(self, events: Iterable[Mapping[str, Any]]) -> list[Recorded]:
         """Record a batch in one transaction: all are validated first, so a bad one writes nothing."""
         prepared = [self._prepare(item, where=f"events[{i}].") for i, item in enumerate(events)]
