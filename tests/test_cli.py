@@ -168,3 +168,20 @@ def test_record_report_export_rerate(db: str, tmp_path: Path) -> None:
     rep2 = json.loads(run("report", "-d", db, "--json"))
     assert Decimal(rep2["total"]["cost"]) == Decimal(rep["total"]["cost"]) + Decimal("0.005")
     assert rep2["total"]["unpriced_requests"] == 0
+
+
+def test_price_file_and_database_overrides(db: str) -> None:
+    price_file = Path(__file__).parent / "data" / "pricing" / "prices.toml"
+    args = ("--provider", "openai", "--model", "gpt-4o", "--input-tokens", "1000000", "--at", "2026-05-01")
+    out = json.loads(run("cost", *args, "--price-file", str(price_file), "--json"))
+    assert Decimal(out["total"]) == Decimal("2.00") and out["price_version"].startswith("override:")
+    # with a database, overrides stored there (none yet) and the catalog apply
+    out = json.loads(run("cost", *args, "--database-url", db, "--json"))
+    assert Decimal(out["total"]) == Decimal("2.5")
+    shown = json.loads(
+        run("prices", "show", "openai", "gpt-4o", "--database-url", db, "--price-file", str(price_file), "--json")
+    )
+    assert shown["source"] == "override"
+    assert "recorded 0" in run("record", "-d", db, input="\n")
+    rep = json.loads(run("report", "-d", db, "--since", "7d", "--json"))
+    assert rep["rows"] == [] and rep["total"]["requests"] == 0

@@ -183,7 +183,8 @@ def rerate(
             reason=reason,
             dry_run=dry_run,
         )
-    data = {
+    errors = [{"event_id": event_id, "error": message} for event_id, message in result.errors]
+    data: dict[str, Any] = {
         "examined": result.examined,
         "changed": result.changed,
         "newly_priced": result.newly_priced,
@@ -192,9 +193,11 @@ def rerate(
         "dry_run": dry_run,
     }
     if as_json:
-        emit_json(data)
-    else:
-        print_table("rerate", ["field", "value"], [[k, v] for k, v in data.items()])
+        emit_json({**data, "errors": errors})
+        return
+    print_table("rerate", ["field", "value"], [[k, v] for k, v in data.items()])
+    for error in errors:
+        stdout.print(f"not repriced: {error['event_id']}: {error['error']}")
 
 
 @db_app.command("upgrade")

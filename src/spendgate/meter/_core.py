@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from spendgate.clock import Clock
@@ -16,7 +15,7 @@ from spendgate.pricing import CostBreakdown, PriceBook
 from spendgate.settings import Settings
 from spendgate.usage import Usage
 
-__all__ = ["Recorded", "build_event", "make_filter", "new_event_id"]
+__all__ = ["Call", "Recorded", "build_event", "make_filter", "new_event_id", "parse_call", "price_usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +37,85 @@ def new_event_id() -> str:
     return f"evt_{uuid.uuid4().hex}"
 
 
+_EVENT_FIELDS = frozenset(
+    {
+        "user_id", "team_id", "api_key_id", "session_id", "request_type", "tags", "metadata", "model_used",
+        "latency_ms", "success", "error_kind", "tokens_estimated", "action", "cached", "cache_savings",
+        "prompt_hash", "client_ip", "user_agent", "service", "endpoint", "status_code", "request_bytes",
+        "response_bytes", "service_tier",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call's facts, parsed and checked, before pricing."""
+
+    provider: str
+    model: str
+    usage: Usage
+    event_id: str
+    timestamp: datetime
+    batch: bool
+    service_tier: str | None
+    fields: Mapping[str, Any]
+    """The remaining event fields (user_id, tags, latency_ms, ...), validated by UsageEvent."""
+
+
 def _aware(value: datetime | None, field: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise InvalidUsageError(field, "must be timezone-aware (e.g. datetime.now(UTC))")
     return value
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidUsageError("timestamp", f"is not an ISO 8601 datetime: {value!r}") from None
+    if value is not None and not isinstance(value, datetime):
+        raise InvalidUsageError("timestamp", f"must be a datetime or ISO 8601 string, got {type(value).__name__}")
+    return _aware(value, "timestamp")
+
+
+def parse_call(kwargs: Mapping[str, Any], clock: Clock) -> Call:
+    """Check the keyword arguments of ``record`` (or one JSON event) and normalize them."""
+    data = dict(kwargs)
+    missing = [name for name in ("provider", "model", "usage") if name not in data]
+    if missing:
+        raise InvalidUsageError(missing[0], "is required")
+    provider, model, usage = data.pop("provider"), data.pop("model"), data.pop("usage")
+    for name, value in (("provider", provider), ("model", model)):
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidUsageError(name, "must be a non-empty string")
+    if isinstance(usage, Mapping):
+        try:
+            usage = Usage.from_dict(usage)
+        except InvalidUsageError as exc:
+            raise InvalidUsageError(f"usage.{exc.field}", exc.message) from None
+    if not isinstance(usage, Usage):
+        raise InvalidUsageError("usage", f"must be a spendgate.Usage or a mapping, got {type(usage).__name__}")
+    event_id = data.pop("event_id", None)
+    timestamp = _timestamp(data.pop("timestamp", None)) or clock.now()
+    batch = data.pop("batch", False)
+    if not isinstance(batch, bool):
+        raise InvalidUsageError("batch", "must be true or false")
+    if batch and data.get("service_tier") in (None, "batch"):
+        data["service_tier"] = "batch"  # stored, so a later re-rate prices it at the batch rate again
+    unknown = sorted(set(data) - _EVENT_FIELDS)
+    if unknown:
+        raise InvalidUsageError(unknown[0], "is not an event field")
+    return Call(
+        provider=provider,
+        model=model,
+        usage=usage,
+        event_id=new_event_id() if event_id is None else event_id,
+        timestamp=timestamp,
+        batch=batch,
+        service_tier=data.get("service_tier"),
+        fields=data,
+    )
 
 
 def price_usage(
@@ -67,32 +141,19 @@ def price_usage(
         raise
 
 
-def build_event(
-    *,
-    clock: Clock,
-    cost: CostBreakdown | None,
-    event_id: str | None,
-    provider: str,
-    model: str,
-    usage: Usage,
-    timestamp: datetime | None,
-    fields: Mapping[str, Any],
-) -> UsageEvent:
+def build_event(call: Call, cost: CostBreakdown | None) -> UsageEvent:
     """A validated ledger event from the call's facts and its (optional) price."""
-    if not isinstance(usage, Usage):
-        raise InvalidUsageError("usage", f"must be a spendgate.Usage, got {type(usage).__name__}")
-    when = _aware(timestamp, "timestamp") or clock.now()
     return UsageEvent(
-        event_id=event_id if event_id is not None else new_event_id(),
-        timestamp=when,
-        provider=provider,
-        model=model,
-        usage=usage,
+        event_id=call.event_id,
+        timestamp=call.timestamp,
+        provider=call.provider,
+        model=call.model,
+        usage=call.usage,
         cost=cost.total if cost is not None else None,
         currency=cost.currency if cost is not None else "USD",
         price_version=cost.price_version if cost is not None else None,
         cost_estimated=cost.estimated if cost is not None else False,
-        **fields,
+        **call.fields,
     )
 
 
@@ -124,10 +185,3 @@ def make_filter(
         model=model,
         request_type=request_type,
     )
-
-
-def money(value: Decimal | None) -> str | None:
-    """A Decimal as a plain string for JSON/CSV (never scientific notation); None stays None."""
-    if value is None:
-        return None
-    return format(value, "f")

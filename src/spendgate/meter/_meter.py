@@ -12,7 +12,7 @@ from typing import IO, Any
 from spendgate.clock import Clock, SystemClock
 from spendgate.errors import InvalidUsageError, SpendgateError
 from spendgate.ledger import CostAdjustment, Dimension, UsageEvent, UsageStore, UsageSummary, open_store
-from spendgate.meter._core import Recorded, build_event, make_filter, price_usage
+from spendgate.meter._core import Recorded, build_event, make_filter, parse_call, price_usage
 from spendgate.meter._export import ExportFormat, write_events
 from spendgate.pricing import CostBreakdown, PriceBook, PriceOverride, load_overrides
 from spendgate.settings import Settings
@@ -20,15 +20,6 @@ from spendgate.tokens import TokenCount, TokenCounter
 from spendgate.usage import Usage
 
 __all__ = ["Meter", "RerateReport"]
-
-_EVENT_FIELDS = frozenset(
-    {
-        "user_id", "team_id", "api_key_id", "session_id", "request_type", "tags", "metadata", "model_used",
-        "latency_ms", "success", "error_kind", "tokens_estimated", "action", "cached", "cache_savings",
-        "prompt_hash", "client_ip", "user_agent", "service", "endpoint", "status_code", "request_bytes",
-        "response_bytes", "service_tier",
-    }
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +33,8 @@ class RerateReport:
     newly_priced: int
     still_unpriced: int
     adjustments: list[CostAdjustment] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    """(event_id, message) of events that could not be priced now (left as they were)."""
 
 
 def _price_book(settings: Settings, store: UsageStore, clock: Clock) -> PriceBook:
@@ -130,79 +123,42 @@ class Meter:
             service_tier=service_tier,
             batch=batch,
             currency=currency,
-            monthly_volume=self._monthly_volume(provider, model, at),
+            monthly_volume=self.monthly_volume(provider, model, at),
         )
 
     # -- recording ----------------------------------------------------------------------------------
 
-    def _monthly_volume(self, provider: str, model: str, at: datetime | None) -> int:
+    def monthly_volume(self, provider: str, model: str, at: datetime | None = None) -> int:
+        """Tokens recorded for this model since the start of the UTC month of ``at``, for volume-tier prices."""
         if not self.prices.has_volume_tiers(provider, model):
             return 0
         when = (at or self.clock.now()).astimezone(UTC)
         start = when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        if when == start:
+            return 0
         total = self.store.summary(make_filter(since=start, until=when, provider=provider, model=model))
         return total.input_tokens + total.output_tokens
 
     def _prepare(self, kwargs: Mapping[str, Any], where: str = "") -> tuple[UsageEvent, CostBreakdown | None]:
-        data = dict(kwargs)
+        """Parse, price and build one event; errors name the field, prefixed by ``where``."""
         try:
-            provider = data.pop("provider")
-            model = data.pop("model")
-            usage = data.pop("usage")
-        except KeyError as exc:
-            raise InvalidUsageError(f"{where}{exc.args[0]}", "is required") from None
-        for name, value in (("provider", provider), ("model", model)):
-            if not isinstance(value, str) or not value.strip():
-                raise InvalidUsageError(f"{where}{name}", "must be a non-empty string")
-        if isinstance(usage, Mapping):
-            try:
-                usage = Usage.from_dict(usage)
-            except InvalidUsageError as exc:
-                raise InvalidUsageError(f"{where}usage.{exc.field}", exc.message) from None
-        event_id = data.pop("event_id", None)
-        timestamp = data.pop("timestamp", None)
-        if isinstance(timestamp, str):
-            try:
-                timestamp = datetime.fromisoformat(timestamp)
-            except ValueError:
-                raise InvalidUsageError(f"{where}timestamp", f"is not an ISO 8601 datetime: {timestamp!r}") from None
-        batch = bool(data.pop("batch", False))
-        if batch and data.get("service_tier") in (None, "batch"):
-            data["service_tier"] = "batch"  # stored, so a later re-rate prices it at the batch rate again
-        service_tier = data.get("service_tier")
-        unknown = set(data) - _EVENT_FIELDS
-        if unknown:
-            raise InvalidUsageError(f"{where}{sorted(unknown)[0]}", "is not an event field")
-        try:
-            when = timestamp or self.clock.now()
-            if isinstance(when, datetime) and when.tzinfo is None:
-                raise InvalidUsageError("timestamp", "must be timezone-aware (e.g. datetime.now(UTC))")
+            call = parse_call(kwargs, self.clock)
             cost = price_usage(
                 self.prices,
                 self.settings,
-                provider=provider,
-                model=model,
-                usage=usage,
-                at=when,
-                service_tier=service_tier,
-                batch=batch,
-                monthly_volume=self._monthly_volume(provider, model, when),
+                provider=call.provider,
+                model=call.model,
+                usage=call.usage,
+                at=call.timestamp,
+                service_tier=call.service_tier,
+                batch=call.batch,
+                monthly_volume=self.monthly_volume(call.provider, call.model, call.timestamp),
             )
-            event = build_event(
-                clock=self.clock,
-                cost=cost,
-                event_id=event_id,
-                provider=provider,
-                model=model,
-                usage=usage,
-                timestamp=when,
-                fields=data,
-            )
+            return build_event(call, cost), cost
         except InvalidUsageError as exc:
             if not where:
                 raise
             raise InvalidUsageError(f"{where}{exc.field}", exc.message) from None
-        return event, cost
 
     def record(self, **kwargs: Any) -> Recorded:
         """Price and durably record one call; returns whether its ``event_id`` was already recorded.

@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from spendgate.errors import PricingError
 from spendgate.ledger import CostAdjustment
 from spendgate.meter._core import make_filter, price_usage
 
@@ -32,22 +33,27 @@ def rerate(
     examined = changed = newly_priced = still_unpriced = 0
     delta = Decimal(0)
     pending: list[CostAdjustment] = []
+    errors: list[tuple[str, str]] = []
     applied: list[CostAdjustment] = []
     # Read everything first: adjusting while a cursor streams the same rows is not portable.
     events = list(meter.store.iter_events(make_filter(since=since, until=until, provider=provider, model=model)))
     for event in events:
         examined += 1
-        cost = price_usage(
-            meter.prices,
-            meter.settings,
-            provider=event.provider,
-            model=event.model,
-            usage=event.usage,
-            at=event.timestamp,
-            service_tier=event.service_tier,
-            batch=event.service_tier == "batch",
-            monthly_volume=0,
-        )
+        try:
+            cost = price_usage(
+                meter.prices,
+                meter.settings,
+                provider=event.provider,
+                model=event.model,
+                usage=event.usage,
+                at=event.timestamp,
+                service_tier=event.service_tier,
+                batch=event.service_tier == "batch",
+                monthly_volume=meter.monthly_volume(event.provider, event.model, event.timestamp),
+            )
+        except PricingError as exc:  # e.g. a batch rate the catalog has no price for at that date
+            errors.append((event.event_id, str(exc)))
+            continue
         if cost is None:
             still_unpriced += event.cost is None
             continue
@@ -84,4 +90,5 @@ def rerate(
         newly_priced=newly_priced,
         still_unpriced=still_unpriced,
         adjustments=applied,
+        errors=errors,
     )
