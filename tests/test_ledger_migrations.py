@@ -18,7 +18,17 @@ from spendgate.ledger._engine import LedgerEngine, parse_url
 from spendgate.ledger._migrate import VERSION_TABLE, alembic_config, head_revision
 from spendgate.ledger._schema import metadata
 
-LEDGER_TABLES = {"usage_events", "usage_rollups", "cost_adjustments", "price_overrides", VERSION_TABLE}
+LEDGER_TABLES = {
+    "usage_events",
+    "usage_rollups",
+    "cost_adjustments",
+    "price_overrides",
+    "control_objects",
+    "threshold_crossings",
+    "request_queue",
+    "audit_log",
+    VERSION_TABLE,
+}
 
 
 def inspect(url: str) -> tuple[set[str], str | None]:
@@ -65,12 +75,12 @@ def test_upgrade_creates_the_schema_and_is_idempotent(fresh_url: str) -> None:
     upgrade(fresh_url)
     tables, revision = inspect(fresh_url)
     assert tables == LEDGER_TABLES
-    assert revision == head_revision() == "0001"
+    assert revision == head_revision() == "0002"
     assert schema_diff(fresh_url) == []  # the migrations build exactly what the metadata describes
     with open_store(fresh_url, create=False) as store:
         store.record(make_event(event_id="kept"))
     upgrade(fresh_url)  # a no-op: data and revision untouched
-    assert inspect(fresh_url) == (LEDGER_TABLES, "0001")
+    assert inspect(fresh_url) == (LEDGER_TABLES, "0002")
     with open_store(fresh_url) as store:
         assert store.get("kept") is not None
 
@@ -94,7 +104,7 @@ def test_concurrent_first_migrations_are_safe(fresh_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert inspect(fresh_url) == (LEDGER_TABLES, "0001")
+    assert inspect(fresh_url) == (LEDGER_TABLES, "0002")
     with open_store(fresh_url) as store:
         assert store.count() == 1
 

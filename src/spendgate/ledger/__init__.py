@@ -5,6 +5,7 @@ scale) and :meth:`~UsageStore.record` :class:`UsageEvent` objects. See ``docs/le
 """
 
 from spendgate.ledger._adjustments import AdjustmentRecord, CostAdjustment
+from spendgate.ledger._control import AuditEntry, ControlStore, Crossing, QueuedRequest
 from spendgate.ledger._engine import Durability
 from spendgate.ledger._event import RecordResult, StoredEvent, UsageEvent
 from spendgate.ledger._migrate import upgrade
@@ -15,7 +16,10 @@ from spendgate.ledger._store import UsageStore, open_store
 
 __all__ = [
     "AdjustmentRecord",
+    "AuditEntry",
+    "ControlStore",
     "CostAdjustment",
+    "Crossing",
     "DIMENSIONS",
     "Dimension",
     "Durability",
@@ -24,6 +28,7 @@ __all__ = [
     "MAX_MONEY",
     "MONEY_SCALE",
     "Money",
+    "QueuedRequest",
     "RecordResult",
     "RollupRow",
     "StoredEvent",

@@ -8,6 +8,11 @@ Tables:
   currency); unset dimensions are ``''`` so the primary key works on every backend.
 * ``cost_adjustments``: one row per re-rated event change.
 * ``price_overrides``: price override versions as JSON, never edited in place.
+* ``control_objects``: budget limits, grants, circuit breakers, rate limits...: JSON bodies by
+  (kind, id); ``spendgate.budgets`` defines them, the ledger does not interpret them.
+* ``threshold_crossings``: each limit threshold crossed in a window, once (alerting reads them).
+* ``request_queue``: requests deferred by a QUEUE decision, run later by a worker.
+* ``audit_log``: who changed what (limits, grants, prices, breakers), append-only.
 
 Money columns are :class:`Money` (a BIGINT count of 1e-12 units), never a float or a backend
 NUMERIC, so SQLite and PostgreSQL store exactly the same integers.
@@ -34,9 +39,13 @@ __all__ = [
     "FixedDecimal",
     "Money",
     "UTCDateTime",
+    "audit_log",
+    "control_objects",
     "cost_adjustments",
     "metadata",
     "price_overrides",
+    "request_queue",
+    "threshold_crossings",
     "usage_events",
     "usage_rollups",
 ]
@@ -232,4 +241,62 @@ price_overrides = sa.Table(
     sa.Column("body", sa.Text, nullable=False),
     sa.PrimaryKeyConstraint("id", name="pk_price_overrides"),
     sa.Index("ix_price_overrides_provider_model", "provider", "model", "effective_from"),
+)
+
+# -- the control plane: limits, grants, breakers (opaque JSON), threshold crossings, queue, audit --
+
+_AUTO_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+control_objects = sa.Table(
+    "control_objects",
+    metadata,
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("id", sa.String(200), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("kind", "id", name="pk_control_objects"),
+)
+
+threshold_crossings = sa.Table(
+    "threshold_crossings",
+    metadata,
+    sa.Column("id", _AUTO_ID, autoincrement=True, nullable=False),
+    sa.Column("limit_id", sa.String(200), nullable=False),
+    sa.Column("window_key", sa.String(200), nullable=False),
+    sa.Column("threshold", sa.String(16), nullable=False),
+    sa.Column("crossed_at", UTCDateTime(), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_threshold_crossings"),
+    sa.UniqueConstraint("limit_id", "window_key", "threshold", name="uq_threshold_crossings"),
+    sa.Index("ix_threshold_crossings_crossed_at", "crossed_at"),
+)
+
+request_queue = sa.Table(
+    "request_queue",
+    metadata,
+    sa.Column("id", sa.String(200), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("run_after", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("result", sa.Text, nullable=True),
+    sa.PrimaryKeyConstraint("id", name="pk_request_queue"),
+    sa.Index("ix_request_queue_ready", "status", "run_after", "priority"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", _AUTO_ID, autoincrement=True, nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(400), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
+    sa.Index("ix_audit_log_at", "at"),
 )

@@ -14,6 +14,7 @@ from spendgate.errors import LedgerError
 from spendgate.ledger import _adjustments, _overrides, _queries, _rollups
 from spendgate.ledger._adjustments import AdjustmentRecord, CostAdjustment
 from spendgate.ledger._bulk import BulkInsert
+from spendgate.ledger._control import SqlControlStore
 from spendgate.ledger._engine import LedgerEngine
 from spendgate.ledger._event import RecordResult, StoredEvent, UsageEvent
 from spendgate.ledger._group_commit import GroupCommitter
@@ -54,6 +55,8 @@ class SqlUsageStore:
             self._write_events, max_batch=max_batch
         )
         self._closed = False
+        self.control = SqlControlStore(engine, self._clock)
+        """Limits, grants, breakers, threshold crossings, the request queue and the audit log."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 

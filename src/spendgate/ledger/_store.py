@@ -12,6 +12,7 @@ from sqlalchemy.engine import URL
 from spendgate.clock import Clock
 from spendgate.errors import ConfigurationError, LedgerError
 from spendgate.ledger._adjustments import AdjustmentRecord, CostAdjustment
+from spendgate.ledger._control import ControlStore
 from spendgate.ledger._engine import Durability, LedgerEngine
 from spendgate.ledger._event import RecordResult, StoredEvent, UsageEvent
 from spendgate.ledger._migrate import current_revision, head_revision, migrate
@@ -33,6 +34,9 @@ class UsageStore(Protocol):
 
     @property
     def url(self) -> str: ...
+
+    @property
+    def control(self) -> ControlStore: ...
 
     def record(self, event: UsageEvent) -> RecordResult: ...
 
