@@ -8,7 +8,14 @@ import pytest
 
 import spendgate
 
-PACKAGES = ["spendgate", "spendgate.tokens", "spendgate.pricing", "spendgate.ledger", "spendgate.meter"]
+PACKAGES = [
+    "spendgate",
+    "spendgate.tokens",
+    "spendgate.pricing",
+    "spendgate.ledger",
+    "spendgate.meter",
+    "spendgate.testing",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
