@@ -15,6 +15,7 @@ PACKAGES = [
     "spendgate.ledger",
     "spendgate.meter",
     "spendgate.testing",
+    "spendgate.counters",
 ]
 
 

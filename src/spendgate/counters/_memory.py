@@ -1,0 +1,344 @@
+"""``memory://``: the counter store for one process. One lock, the same semantics as Redis.
+
+Time: hold and lease expiry use each call's ``now``; key expiry (``expire_at``) and garbage collection use
+the latest ``now`` the store has seen, which plays the part of the Redis server clock. Everything that
+expires sits in a :class:`Deadlines` heap and is dropped when due, so memory stays bounded by what is live.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import dataclass, field
+
+from spendgate.counters._abstract import BaseCounterStore
+from spendgate.counters._base import (
+    INT64_MAX,
+    CommitResult,
+    CounterOverflow,
+    CounterState,
+    CounterStatus,
+    CounterUnavailable,
+    Denial,
+    ReserveItem,
+    ReserveResult,
+)
+from spendgate.counters._deadlines import Deadlines
+
+__all__ = ["DEFAULT_SETTLED_TTL_S", "MemoryCounterStore"]
+
+#: How long a settled marker outlives its hold's TTL: a commit retried within this time is a no-op.
+DEFAULT_SETTLED_TTL_S = 86_400.0
+
+
+@dataclass(slots=True)
+class _Counter:
+    spent: int
+    reserved: int = 0
+    holds: dict[str, int] = field(default_factory=dict)  # hold_id -> amount held on this key
+    hold_expiry: Deadlines = field(default_factory=Deadlines)  # hold_id -> when the hold lapses
+
+    def trim(self, now: float) -> None:
+        """Drop the holds that lapsed at or before ``now``."""
+        for hold_id in self.hold_expiry.pop_due(now):
+            self.reserved -= self.holds.pop(hold_id)
+
+    def unhold(self, hold_id: str) -> None:
+        amount = self.holds.pop(hold_id, None)
+        if amount is not None:
+            self.reserved -= amount
+            self.hold_expiry.discard(hold_id)
+
+
+@dataclass(slots=True)
+class _Hold:
+    items: tuple[tuple[str, int], ...]  # (key, amount) while held; () once settled
+    expires_at: float
+    settled: bool
+    keep_s: float  # how long the record (then the settled marker) is kept: hold TTL + settled TTL
+
+
+@dataclass(slots=True)
+class _Window:
+    entries: list[tuple[float, str]] = field(default_factory=list)  # (timestamp, entry_id), sorted like a ZSET
+    amounts: dict[str, int] = field(default_factory=dict)
+    stamps: dict[str, float] = field(default_factory=dict)
+    total: int = 0
+
+    def trim(self, cutoff: float) -> None:
+        """Drop the entries at or before ``cutoff`` (they slid out of the window)."""
+        gone = bisect.bisect_right(self.entries, (cutoff, "\U0010ffff"))
+        for _, entry_id in self.entries[:gone]:
+            self.total -= self.amounts.pop(entry_id)
+            del self.stamps[entry_id]
+        del self.entries[:gone]
+
+    def add(self, timestamp: float, entry_id: str, amount: int) -> None:
+        bisect.insort(self.entries, (timestamp, entry_id))
+        self.amounts[entry_id] = amount
+        self.stamps[entry_id] = timestamp
+        self.total += amount
+
+    def change(self, entry_id: str, new_amount: int) -> None:
+        """Set an entry's amount; an entry brought to zero is removed."""
+        self.total += new_amount - self.amounts[entry_id]
+        if new_amount:
+            self.amounts[entry_id] = new_amount
+            return
+        del self.amounts[entry_id]
+        del self.entries[bisect.bisect_left(self.entries, (self.stamps.pop(entry_id), entry_id))]
+
+    def end(self, window_s: float, now: float) -> float:
+        """When this window will be empty (``now`` if it already is)."""
+        return self.entries[-1][0] + window_s if self.entries else now
+
+
+class MemoryCounterStore(BaseCounterStore):
+    """In-process counters (``memory://``): exact, fast, and private to this process.
+
+    ``max_keys`` bounds counters + rate windows + lease sets (a new one beyond it raises
+    :class:`CounterUnavailable`); ``max_holds`` bounds hold records and settled markers (the oldest are
+    evicted first). Never share budgets between worker processes with it: each would get its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_keys: int = 1_000_000,
+        max_holds: int = 1_000_000,
+        settled_ttl_s: float = DEFAULT_SETTLED_TTL_S,
+    ) -> None:
+        if max_keys < 1 or max_holds < 1 or settled_ttl_s < 0:
+            raise ValueError("max_keys and max_holds must be >= 1 and settled_ttl_s >= 0")
+        self._max_keys = max_keys
+        self._max_holds = max_holds
+        self._settled_ttl_s = float(settled_ttl_s)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._now = float("-inf")  # the latest `now` seen: the store's clock for key expiry
+        self._counters: dict[str, _Counter] = {}
+        self._counter_expiry = Deadlines()
+        self._holds: dict[str, _Hold] = {}
+        self._hold_expiry = Deadlines()
+        self._windows: dict[str, _Window] = {}
+        self._window_expiry = Deadlines()
+        self._leases: dict[str, dict[str, float]] = {}
+        self._lease_expiry = Deadlines()
+
+    def __repr__(self) -> str:
+        return f"MemoryCounterStore(max_keys={self._max_keys}, max_holds={self._max_holds})"
+
+    # -- housekeeping (call with the lock held) ------------------------------------------------------
+
+    def _begin(self, now: float | None = None) -> None:
+        """Refuse a closed store, advance the store clock and drop everything that expired."""
+        if self._closed:
+            raise CounterUnavailable("the memory:// counter store is closed")
+        if now is not None and now > self._now:
+            self._now = now
+        for key in self._counter_expiry.pop_due(self._now):
+            del self._counters[key]
+        for hold_id in self._hold_expiry.pop_due(self._now):
+            del self._holds[hold_id]
+        for key in self._window_expiry.pop_due(self._now):
+            del self._windows[key]
+        for key in self._lease_expiry.pop_due(self._now):
+            del self._leases[key]
+
+    def _make_room(self, what: str) -> None:
+        if len(self._counters) + len(self._windows) + len(self._leases) >= self._max_keys:
+            raise CounterUnavailable(f"the memory:// counter store is full (max_keys={self._max_keys}): no new {what}")
+
+    def _keep_hold(self, hold_id: str, hold: _Hold) -> None:
+        self._holds[hold_id] = hold
+        self._hold_expiry.set(hold_id, self._now + hold.keep_s)
+        while len(self._holds) > self._max_holds:
+            oldest = self._hold_expiry.pop_earliest()
+            if oldest is None:  # pragma: no cover - the two always hold the same names
+                break
+            del self._holds[oldest]
+
+    def _drop_hold(self, hold_id: str, hold: _Hold) -> None:
+        for key, _ in hold.items:
+            counter = self._counters.get(key)
+            if counter is not None:
+                counter.unhold(hold_id)
+
+    # -- budgets -------------------------------------------------------------------------------------
+
+    def _reserve(self, hold_id: str, items: tuple[ReserveItem, ...], *, now: float, ttl_s: float) -> ReserveResult:
+        with self._lock:
+            self._begin(now)
+            hold = self._holds.get(hold_id)
+            if hold is not None:
+                if hold.settled:
+                    return ReserveResult(CounterStatus.SETTLED, hold_id)
+                if hold.expires_at > now:
+                    return ReserveResult(CounterStatus.OK, hold_id, hold.expires_at, already=True)
+            counters = [self._counters.get(item.key) for item in items]
+            missing = tuple(item.key for item, counter in zip(items, counters, strict=True) if counter is None)
+            if missing:
+                return ReserveResult(CounterStatus.NEEDS_INIT, hold_id, needs_init=missing)
+            live = [counter for counter in counters if counter is not None]
+            # a lapsed hold with this id is replaced: trimming takes it off these keys, and off its others later
+            for counter in live:
+                counter.trim(now)
+            for item, counter in zip(items, live, strict=True):
+                current = counter.spent + counter.reserved
+                if item.cap is None:
+                    if current + item.amount > INT64_MAX:
+                        raise CounterOverflow(item.key, item.amount, current)
+                elif current + item.amount > item.cap:
+                    denial = Denial(item.key, item.amount, item.cap, counter.spent, counter.reserved)
+                    return ReserveResult(CounterStatus.DENIED, hold_id, denied=denial)
+            expires_at = now + ttl_s
+            for item, counter in zip(items, live, strict=True):
+                counter.reserved += item.amount
+                counter.holds[hold_id] = item.amount
+                counter.hold_expiry.set(hold_id, expires_at)
+                if item.expire_at is not None:
+                    self._counter_expiry.set(item.key, item.expire_at)
+            held = tuple((item.key, item.amount) for item in items)
+            self._keep_hold(hold_id, _Hold(held, expires_at, False, ttl_s + self._settled_ttl_s))
+            return ReserveResult(CounterStatus.OK, hold_id, expires_at)
+
+    def _settle(self, hold_id: str, amounts: dict[str, int], *, now: float) -> CommitResult:
+        with self._lock:
+            self._begin(now)
+            hold = self._holds.get(hold_id)
+            if hold is not None and hold.settled:
+                return CommitResult(CounterStatus.OK, hold_id, already=True)
+            missing = tuple(key for key, amount in amounts.items() if amount and key not in self._counters)
+            if missing:
+                return CommitResult(CounterStatus.NEEDS_INIT, hold_id, needs_init=missing)
+            for key, amount in amounts.items():
+                if amount and self._counters[key].spent + amount > INT64_MAX:
+                    raise CounterOverflow(key, amount, self._counters[key].spent)
+            found = False
+            keep_s = self._settled_ttl_s
+            if hold is not None:
+                found = hold.expires_at > now
+                keep_s = hold.keep_s
+                self._drop_hold(hold_id, hold)
+            for key, amount in amounts.items():
+                if amount:
+                    self._counters[key].spent += amount
+            self._keep_hold(hold_id, _Hold((), hold.expires_at if hold else now, True, keep_s))
+            return CommitResult(CounterStatus.OK, hold_id, hold_found=found)
+
+    def _read(self, keys: tuple[str, ...], *, now: float) -> dict[str, CounterState]:
+        with self._lock:
+            self._begin(now)
+            states: dict[str, CounterState] = {}
+            for key in keys:
+                counter = self._counters.get(key)
+                if counter is None:
+                    states[key] = CounterState(0, 0, initialized=False)
+                else:
+                    counter.trim(now)
+                    states[key] = CounterState(counter.spent, counter.reserved)
+            return states
+
+    def _init(self, key: str, spent: int, expire_at: float | None) -> bool:
+        with self._lock:
+            self._begin()
+            if key in self._counters:
+                return False
+            self._make_room("counter")
+            self._counters[key] = _Counter(spent)
+            if expire_at is not None:
+                self._counter_expiry.set(key, expire_at)
+            return True
+
+    def _compare_and_set(self, key: str, expected: int, spent: int) -> bool:
+        with self._lock:
+            self._begin()
+            counter = self._counters.get(key)
+            if counter is None or counter.spent != expected:
+                return False
+            counter.spent = spent
+            return True
+
+    # -- rate and concurrency limits -----------------------------------------------------------------
+
+    def _window(self, key: str, window_s: float, now: float) -> _Window:
+        window = self._windows.get(key)
+        if window is None:
+            self._make_room("rate window")
+            window = self._windows[key] = _Window()
+        window.trim(now - window_s)
+        self._window_expiry.set(key, window.end(window_s, now))
+        return window
+
+    def _rate_acquire(
+        self, key: str, amount: int, limit: int, window_s: float, *, now: float, entry_id: str
+    ) -> tuple[bool, int, float | None]:
+        with self._lock:
+            self._begin(now)
+            window = self._window(key, window_s, now)
+            if window.total + amount <= limit:
+                window.add(now, entry_id, amount)
+                self._window_expiry.set(key, window.end(window_s, now))
+                return True, window.total, None
+            if amount > limit:
+                return False, window.total, None
+            need, freed = window.total + amount - limit, 0
+            for timestamp, old_id in window.entries:
+                freed += window.amounts[old_id]
+                if freed >= need:
+                    return False, window.total, timestamp
+            return False, window.total, None  # pragma: no cover - entries always sum to total
+
+    def _rate_adjust(
+        self, key: str, delta: int, window_s: float, *, now: float, entry_id: str | None, new_id: str
+    ) -> None:
+        with self._lock:
+            self._begin(now)
+            window = self._window(key, window_s, now)
+            if entry_id is not None and entry_id in window.amounts:
+                window.change(entry_id, max(0, window.amounts[entry_id] + delta))
+            elif delta > 0:
+                window.add(now, new_id, delta)
+            elif entry_id is None:  # no entry named: take the correction off the newest entries
+                remaining = -delta
+                for _, newest in reversed(window.entries[:]):
+                    taken = min(window.amounts[newest], remaining)
+                    window.change(newest, window.amounts[newest] - taken)
+                    remaining -= taken
+                    if not remaining:
+                        break
+            self._window_expiry.set(key, window.end(window_s, now))
+
+    def _lease_acquire(self, key: str, lease_id: str, limit: int, *, now: float, expires_at: float) -> bool:
+        with self._lock:
+            self._begin(now)
+            leases = self._leases.get(key)
+            if leases is None:
+                self._make_room("lease set")
+                leases = self._leases[key] = {}
+            for old_id in [old_id for old_id, until in leases.items() if until <= now]:
+                del leases[old_id]
+            if lease_id not in leases and len(leases) >= limit:
+                self._lease_expiry.set(key, max(leases.values(), default=now))
+                return False
+            leases[lease_id] = expires_at
+            self._lease_expiry.set(key, max(leases.values()))
+            return True
+
+    def _lease_release(self, key: str, lease_id: str) -> None:
+        with self._lock:
+            self._begin()
+            leases = self._leases.get(key)
+            if leases is not None:
+                leases.pop(lease_id, None)
+
+    def ping(self) -> bool:
+        return not self._closed
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._counters.clear()
+            self._holds.clear()
+            self._windows.clear()
+            self._leases.clear()
