@@ -16,6 +16,7 @@ PACKAGES = [
     "spendgate.meter",
     "spendgate.testing",
     "spendgate.counters",
+    "spendgate.budgets",
 ]
 
 
