@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +44,40 @@ class Settings(BaseSettings):
     )
     exchange_rates: dict[str, Decimal] = Field(
         default_factory=dict, description="Units of each currency per 1 USD, e.g. {'EUR': '0.92'}."
+    )
+    counters_url: str = Field(
+        default="memory://",
+        description="Live budget counters: memory:// (one process) or redis://host:6379/0 (shared by replicas).",
+    )
+    hold_ttl_s: float = Field(
+        default=600.0, gt=0, description="Seconds before a reservation that was never settled lapses."
+    )
+    output_token_cap: int = Field(
+        default=4096,
+        ge=1,
+        description="Worst-case output tokens assumed when a request sets no max_tokens and the model's is unknown.",
+    )
+    policy_refresh_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How often a Meter re-reads limits, grants and breakers stored by other processes.",
+    )
+    fail_open_levels: frozenset[Literal["hard", "soft", "adaptive"]] = Field(
+        default=frozenset({"soft"}),
+        description="Limit levels that allow requests (and log) when the counter store is unreachable; "
+        "the others deny (fail closed).",
+    )
+    default_tier: str | None = Field(
+        default=None,
+        description="Tier of requesters that name none; its default limits then apply to them. None: no tier "
+        "defaults for requesters without a tier.",
+    )
+    queue_enabled: bool = Field(default=False, description="Exhausted tier budgets QUEUE requests instead of DENY.")
+    tier_table: dict[str, Any] | None = Field(
+        default=None, description="The tier policy table (TierTable.to_dict() form); default: the seeds' table."
+    )
+    downgrade_chains: dict[str, list[str]] | None = Field(
+        default=None, description="Model -> cheaper 'provider/model' alternatives; default: the seeds' chains."
     )
 
     @field_validator("database_url")

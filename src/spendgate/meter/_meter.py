@@ -10,10 +10,13 @@ from types import TracebackType
 from typing import IO, Any
 
 from spendgate.clock import Clock, SystemClock
+from spendgate.counters import CounterStore, open_counters
 from spendgate.errors import InvalidUsageError, SpendgateError
 from spendgate.ledger import CostAdjustment, Dimension, UsageEvent, UsageStore, UsageSummary, open_store
+from spendgate.meter._budget_api import BudgetMethods
 from spendgate.meter._core import Recorded, build_event, make_filter, parse_call, price_usage
 from spendgate.meter._export import ExportFormat, write_events
+from spendgate.meter._governor import Governor
 from spendgate.pricing import CostBreakdown, PriceBook, PriceOverride, load_overrides
 from spendgate.settings import Settings
 from spendgate.tokens import TokenCount, TokenCounter
@@ -51,7 +54,7 @@ def _price_book(settings: Settings, store: UsageStore, clock: Clock) -> PriceBoo
     return PriceBook(overrides, fallback=fallback, exchange_rates=rates, clock=clock)
 
 
-class Meter:
+class Meter(BudgetMethods):
     """Count tokens, price calls exactly and record usage durably.
 
     >>> meter = Meter(database_url="sqlite:///usage.db")          # doctest: +SKIP
@@ -70,20 +73,29 @@ class Meter:
         clock: Clock | None = None,
         price_book: PriceBook | None = None,
         store: UsageStore | None = None,
+        counters_url: str | None = None,
+        counters: CounterStore | None = None,
     ) -> None:
         if settings is None:
-            settings = Settings() if database_url is None else Settings(database_url=database_url)
-        elif database_url is not None and database_url != settings.database_url:
-            raise SpendgateError("pass database_url either directly or in settings, not both")
+            given: dict[str, Any] = {"database_url": database_url, "counters_url": counters_url}
+            settings = Settings(**{k: v for k, v in given.items() if v is not None})
+        elif (database_url is not None and database_url != settings.database_url) or (
+            counters_url is not None and counters_url != settings.counters_url
+        ):
+            raise SpendgateError("pass database_url/counters_url either directly or in settings, not both")
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.store: UsageStore = store or open_store(settings.database_url, durability=settings.durability)
         try:
             self.prices = price_book or _price_book(settings, self.store, self.clock)
+            self.counters: CounterStore = counters or open_counters(settings.counters_url)
         except BaseException:
             self.store.close()
             raise
         self.tokens = TokenCounter(chars_per_token=settings.chars_per_token, cache_size=settings.token_cache_size)
+        self.governor = Governor(
+            store=self.store, counters=self.counters, prices=self.prices, settings=settings, clock=self.clock
+        )
 
     # -- no I/O -------------------------------------------------------------------------------------
 
@@ -147,7 +159,7 @@ class Meter:
                 self.prices,
                 self.settings,
                 provider=call.provider,
-                model=call.model,
+                model=call.fields.get("model_used") or call.model,
                 usage=call.usage,
                 at=call.timestamp,
                 service_tier=call.service_tier,
@@ -241,8 +253,11 @@ class Meter:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the database connections."""
-        self.store.close()
+        """Release the database and counter-store connections."""
+        try:
+            self.counters.close()
+        finally:
+            self.store.close()
 
     def __enter__(self) -> Meter:
         return self

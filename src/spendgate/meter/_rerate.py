@@ -44,7 +44,7 @@ def rerate(
                 meter.prices,
                 meter.settings,
                 provider=event.provider,
-                model=event.model,
+                model=event.model_used or event.model,
                 usage=event.usage,
                 at=event.timestamp,
                 service_tier=event.service_tier,

@@ -1,0 +1,157 @@
+"""`Authorization`: what :meth:`Meter.authorize` decided, and the holds it placed for the call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from spendgate.budgets import Action, Decision, Limit, Metric, RequestContext, RequestEstimate
+from spendgate.usage import Usage
+
+__all__ = ["Authorization", "Hold", "RateHold", "actual_amount", "from_units", "to_units"]
+
+_SCALE = Decimal(10) ** 12
+_ROUNDING = {"up": ROUND_CEILING, "down": ROUND_FLOOR, "even": ROUND_HALF_EVEN}
+
+
+def to_units(metric: Metric, value: Decimal | int, rounding: str = "even") -> int:
+    """A metric amount as the counters' integer: pico-dollars for cost (the ledger's unit), else a count."""
+    if metric is Metric.COST:
+        return int((Decimal(value) * _SCALE).to_integral_value(_ROUNDING[rounding]))
+    return int(value)
+
+
+def from_units(metric: Metric, units: int) -> Decimal:
+    """The counters' integer back as a Decimal amount of the metric (no exponent notation, no extra zeros)."""
+    if metric is not Metric.COST:
+        return Decimal(units)
+    value = Decimal(units).scaleb(-12).normalize()
+    return value.quantize(Decimal(1)) if value.as_tuple().exponent > 0 else value  # type: ignore[operator]
+
+
+def actual_amount(metric: Metric, usage: Usage, cost: Decimal | None, fallback: int) -> int:
+    """What a settled call used of ``metric``, in counter units; ``fallback`` when its cost is unknown."""
+    if metric is Metric.COST:
+        return fallback if cost is None else to_units(metric, cost)
+    if metric is Metric.INPUT_TOKENS:
+        return usage.input_tokens
+    if metric is Metric.OUTPUT_TOKENS:
+        return usage.output_tokens
+    if metric is Metric.TOTAL_TOKENS:
+        return usage.input_tokens + usage.output_tokens
+    return 1
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A worst-case amount held on one counter for one limit until the call settles."""
+
+    key: str
+    limit: Limit
+    window_key: str
+    amount: int
+    effective_amount: Decimal
+    rolling_seconds: int | None = None
+    entry_id: str | None = None
+    """For a rolling window: the sliding-window entry to correct at settle."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateHold:
+    """A rate-limit slot taken for the call: a TPM entry to correct, or a concurrency lease to free."""
+
+    key: str
+    kind: str  # "rpm", "tpm" or "concurrent"
+    amount: int = 0
+    entry_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """The decision for one call and the reservation that backs it.
+
+    ``allowed`` says whether the call may go ahead now (ALLOW, WARN, DOWNGRADE); call
+    :attr:`provider`/:attr:`model` (a DOWNGRADE changes them). Pass the object to
+    :meth:`Meter.settle` with the provider-reported usage, or to :meth:`Meter.release` if the call failed.
+    """
+
+    decision: Decision
+    reservation_id: str
+    ctx: RequestContext
+    """The context the call runs under (after a downgrade, the new model)."""
+    requested_model: str
+    requested_provider: str
+    estimate: RequestEstimate | None
+    holds: tuple[Hold, ...] = ()
+    rate_holds: tuple[RateHold, ...] = ()
+    authorized_at: datetime | None = None
+    note: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.allowed
+
+    @property
+    def action(self) -> Action:
+        return self.decision.action
+
+    @property
+    def provider(self) -> str:
+        return self.decision.provider
+
+    @property
+    def model(self) -> str:
+        return self.decision.model
+
+    @property
+    def downgraded(self) -> bool:
+        return self.decision.downgraded
+
+    @property
+    def reason(self) -> str:
+        reason = self.decision.reason
+        return f"{reason}; {self.note}" if self.note else reason
+
+    @property
+    def retry_after_s(self) -> int | None:
+        return self.decision.retry_after_s
+
+    @property
+    def limit(self) -> Limit | None:
+        return self.decision.limit
+
+    @property
+    def spent(self) -> Decimal | None:
+        return self.decision.spent
+
+    @property
+    def reserved(self) -> Decimal | None:
+        return self.decision.reserved
+
+    @property
+    def remaining(self) -> Decimal | None:
+        return self.decision.remaining
+
+    @property
+    def utilization(self) -> Decimal | None:
+        return self.decision.utilization
+
+    @property
+    def resets_at(self) -> datetime | None:
+        return self.decision.resets_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the decision's explanation plus the reservation id and the worst-case estimate."""
+        out = self.decision.to_dict()
+        out["reservation_id"] = self.reservation_id
+        out["reason"] = self.reason
+        out["requested_model"] = self.requested_model
+        if self.estimate is not None:
+            out["worst_case"] = {
+                "cost": format(self.estimate.cost, "f"),
+                "input_tokens": self.estimate.input_tokens,
+                "output_tokens": self.estimate.output_tokens,
+            }
+        return out

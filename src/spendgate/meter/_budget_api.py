@@ -1,0 +1,397 @@
+"""The Meter's budget methods: limits, grants, breakers and rate limits; authorize, settle, release; status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from spendgate.budgets import (
+    BreakerSource,
+    CircuitBreaker,
+    Grant,
+    Limit,
+    RateLimit,
+    RequestContext,
+    Scope,
+)
+from spendgate.errors import InvalidUsageError, UnknownModelError
+from spendgate.ledger import Crossing
+from spendgate.meter._authorization import Authorization, from_units, to_units
+from spendgate.meter._core import Recorded
+from spendgate.usage import Usage
+
+if TYPE_CHECKING:
+    from spendgate.clock import Clock
+    from spendgate.ledger import UsageStore
+    from spendgate.meter._governor import Governor
+    from spendgate.pricing import PriceBook
+    from spendgate.settings import Settings
+    from spendgate.tokens import TokenCounter
+
+__all__ = ["BudgetMethods", "BudgetStatus", "Drift"]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """One limit's figures in its current window."""
+
+    limit: Limit
+    spent: Decimal
+    reserved: Decimal
+    amount: Decimal
+    """The limit's amount with active grants."""
+    remaining: Decimal
+    utilization: Decimal
+    window_start: datetime | None
+    resets_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "limit": self.limit.to_dict(),
+            "spent": format(self.spent, "f"),
+            "reserved": format(self.reserved, "f"),
+            "amount": format(self.amount, "f"),
+            "remaining": format(self.remaining, "f"),
+            "utilization": format(self.utilization, "f"),
+            "window_start": None if self.window_start is None else self.window_start.isoformat(),
+            "resets_at": None if self.resets_at is None else self.resets_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """A live counter that disagreed with the ledger, and whether reconciliation corrected it."""
+
+    key: str
+    limit_id: str
+    counter: Decimal
+    ledger: Decimal
+    corrected: bool
+
+
+def _scope(scope: str | Scope, scope_id: str | None) -> Scope:
+    return scope if isinstance(scope, Scope) else Scope.of(scope, scope_id)
+
+
+class BudgetMethods:
+    """Mixed into :class:`Meter`; expects its attributes below."""
+
+    governor: Governor
+    store: UsageStore
+    clock: Clock
+    prices: PriceBook
+    settings: Settings
+    tokens: TokenCounter
+
+    def record(self, **kwargs: Any) -> Recorded:  # provided by Meter
+        raise NotImplementedError
+
+    # -- configuration (stored in the ledger database: every process sharing it applies it) ----------
+
+    def set_limit(
+        self,
+        *,
+        scope: str | Scope,
+        scope_id: str | None = None,
+        metric: str = "cost",
+        period: str = "day",
+        amount: Decimal | int | str,
+        level: str = "hard",
+        thresholds: Sequence[float] | None = None,
+        timezone: str = "UTC",
+        rolling_seconds: int | None = None,
+        tier: str | None = None,
+        id: str = "",
+        actor: str = "system",
+    ) -> Limit:
+        """Create or replace a limit (by id; the default id is derived from scope, metric, period and zone)."""
+        extra: dict[str, Any] = {} if thresholds is None else {"thresholds": tuple(thresholds)}
+        limit = Limit(
+            scope=_scope(scope, scope_id),
+            metric=metric,  # type: ignore[arg-type]  # Limit converts and validates strings
+            period=period,  # type: ignore[arg-type]
+            amount=Decimal(str(amount)) if not isinstance(amount, Decimal) else amount,
+            level=level,  # type: ignore[arg-type]
+            timezone=timezone,
+            rolling_seconds=rolling_seconds,
+            tier=tier,
+            created_at=self.clock.now(),
+            id=id,
+            **extra,
+        )
+        self.store.control.put("limit", limit.id, limit.to_dict(), actor=actor)
+        self.governor.policy.invalidate()
+        return limit
+
+    def remove_limit(self, limit_id: str, *, actor: str = "system") -> bool:
+        removed = self.store.control.delete("limit", limit_id, actor=actor)
+        self.governor.policy.invalidate()
+        return removed
+
+    def limits(self) -> list[Limit]:
+        """Every stored limit (tier defaults are not stored: see the tier table)."""
+        return list(self.governor.policy.get().limits)
+
+    def add_grant(
+        self,
+        limit_id: str,
+        amount: Decimal | int | str,
+        *,
+        expires_at: datetime | None = None,
+        starts_at: datetime | None = None,
+        recurring: str = "none",
+        reason: str = "",
+        created_by: str = "system",
+        id: str | None = None,
+    ) -> Grant:
+        """Top up a limit, e.g. ``meter.add_grant(limit.id, "20", expires_at=month_end, reason="launch week")``."""
+        if self.store.control.get("limit", limit_id) is None:
+            raise InvalidUsageError("limit_id", f"no stored limit {limit_id!r}")
+        now = self.clock.now()
+        grant = Grant(
+            id=id or f"grant_{int(now.timestamp() * 1e6)}_{limit_id}"[:200],
+            limit_id=limit_id,
+            amount=Decimal(str(amount)) if not isinstance(amount, Decimal) else amount,
+            starts_at=starts_at or now,
+            expires_at=expires_at,
+            recurring=recurring,  # type: ignore[arg-type]
+            reason=reason,
+            created_by=created_by,
+        )
+        self.store.control.put("grant", grant.id, grant.to_dict(), actor=created_by, create_only=True)
+        self.governor.policy.invalidate()
+        return grant
+
+    def emergency_stop(
+        self,
+        scope: str | Scope = "global",
+        scope_id: str | None = None,
+        *,
+        reason: str,
+        cooldown: timedelta | None = None,
+        actor: str = "admin",
+        set_by: str = "admin",
+    ) -> CircuitBreaker:
+        """Stop every request in ``scope`` (global by default) now, until ``cooldown`` passes or it is cleared."""
+        now = self.clock.now()
+        breaker = CircuitBreaker(
+            scope=_scope(scope, scope_id),
+            reason=reason,
+            set_by=BreakerSource(set_by),
+            since=now,
+            cooldown_until=None if cooldown is None else now + cooldown,
+        )
+        self.store.control.put("breaker", str(breaker.scope) or "global", breaker.to_dict(), actor=actor)
+        self.governor.policy.invalidate()
+        return breaker
+
+    def clear_emergency_stop(
+        self, scope: str | Scope = "global", scope_id: str | None = None, *, actor: str = "admin"
+    ) -> bool:
+        cleared = self.store.control.delete("breaker", str(_scope(scope, scope_id)) or "global", actor=actor)
+        self.governor.policy.invalidate()
+        return cleared
+
+    def set_rate_limit(
+        self,
+        scope: str | Scope,
+        scope_id: str | None = None,
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        concurrent: int | None = None,
+        actor: str = "system",
+    ) -> RateLimit:
+        """Requests per minute, tokens per minute and concurrent calls for a key, user, team or model."""
+        rate = RateLimit(scope=_scope(scope, scope_id), rpm=rpm, tpm=tpm, concurrent=concurrent)
+        self.store.control.put("rate_limit", rate.id, rate.to_dict(), actor=actor)
+        self.governor.policy.invalidate()
+        return rate
+
+    # -- the request path ---------------------------------------------------------------------------
+
+    def authorize(
+        self,
+        *,
+        provider: str,
+        model: str,
+        user_id: str | None = None,
+        team_id: str | None = None,
+        api_key_id: str | None = None,
+        session_id: str | None = None,
+        tier: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        text: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        system: str | Sequence[Mapping[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        input_tokens: int | None = None,
+        reservation_id: str | None = None,
+    ) -> Authorization:
+        """Decide on a call before it is made and reserve its worst-case cost against every limit at once.
+
+        The worst case is the counted input plus ``max_tokens`` of output (else the model's maximum, else
+        ``Settings.output_token_cap``). Settle the result with :meth:`settle`, or :meth:`release` it.
+        """
+        ctx = RequestContext(
+            provider=provider,
+            model=model,
+            user_id=user_id,
+            team_id=team_id,
+            api_key_id=api_key_id,
+            session_id=session_id,
+            tier=tier or self.settings.default_tier,
+            tags=dict(tags or {}),
+        )
+        if input_tokens is None:
+            if messages is None and text is None and tools is None and system is None:
+                input_tokens = 0
+            else:
+                counted = self.tokens.count(provider, model, messages=messages, text=text, tools=tools, system=system)
+                input_tokens = counted.total
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0
+        ):
+            raise InvalidUsageError("max_tokens", f"must be a non-negative integer, got {max_tokens!r}")
+        return self.governor.authorize(ctx, input_tokens, max_tokens, reservation_id)
+
+    def _event_fields(self, auth: Authorization) -> dict[str, Any]:
+        ctx = auth.ctx
+        fields: dict[str, Any] = {
+            "event_id": auth.reservation_id,
+            "provider": auth.provider,
+            "model": auth.requested_model,
+            "user_id": ctx.user_id,
+            "team_id": ctx.team_id,
+            "api_key_id": ctx.api_key_id,
+            "session_id": ctx.session_id,
+            "tags": dict(ctx.tags),
+            "action": auth.action.value,
+        }
+        if auth.model != auth.requested_model or auth.provider != auth.requested_provider:
+            fields["model_used"] = auth.model
+        return fields
+
+    def _cost_total(self, auth: Authorization, usage: Usage) -> Decimal | None:
+        try:
+            return self.prices.cost(auth.provider, auth.model, usage).total
+        except UnknownModelError:
+            return None
+
+    def settle(self, authorization: Authorization, usage: Usage, **fields: Any) -> Recorded:
+        """Replace the call's hold with what it really used, and record the event (idempotent).
+
+        ``fields`` are event fields such as ``latency_ms``, ``success``, ``request_type``, ``metadata``.
+        """
+        auth = authorization
+        if not auth.allowed or not auth.reservation_id:
+            raise InvalidUsageError(
+                "authorization", f"was {auth.action.value}, not allowed: there is nothing to settle"
+            )
+        if not isinstance(usage, Usage):
+            raise InvalidUsageError("usage", f"must be a spendgate.Usage, got {type(usage).__name__}")
+        self.governor.commit(auth, usage, self._cost_total(auth, usage), release=False)
+        return self.record(**self._event_fields(auth), usage=usage, **fields)
+
+    def release(
+        self,
+        authorization: Authorization,
+        *,
+        partial_usage: Usage | None = None,
+        error_kind: str = "error",
+        **fields: Any,
+    ) -> Recorded | None:
+        """Drop the hold of a call that failed, charging ``partial_usage`` if some was consumed, and record
+        the failure (idempotent; a call that was never allowed has nothing to release: returns None)."""
+        auth = authorization
+        if not auth.allowed or not auth.reservation_id:
+            return None
+        usage = partial_usage or Usage()
+        self.governor.commit(auth, usage, self._cost_total(auth, usage), release=True)
+        return self.record(**self._event_fields(auth), usage=usage, success=False, error_kind=error_kind, **fields)
+
+    # -- status -------------------------------------------------------------------------------------
+
+    def budget_status(
+        self,
+        *,
+        user_id: str | None = None,
+        team_id: str | None = None,
+        api_key_id: str | None = None,
+        session_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        tier: str | None = None,
+    ) -> list[BudgetStatus]:
+        """Every limit that applies to the given ids (and only needs those), with its current figures."""
+        given = {"user": user_id, "team": team_id, "key": api_key_id, "session": session_id,
+                 "provider": provider, "model": model}  # fmt: skip
+        policy = self.governor.policy.get()
+        chosen = [
+            limit
+            for limit in policy.limits
+            if limit.enabled and all(given.get(dim) == value for dim, value in limit.scope.items())
+        ]
+        tier = tier or self.settings.default_tier
+        if user_id is not None and tier is not None:
+            ctx = RequestContext(provider=provider or "*", model=model or "*", user_id=user_id, team_id=team_id,
+                                 api_key_id=api_key_id, session_id=session_id, tier=tier)  # fmt: skip
+            chosen += policy.tiers.limits_for(ctx, chosen)
+        now = self.clock.now()
+        ctx_any = RequestContext(provider=provider or "*", model=model or "*", user_id=user_id, tier=tier)
+        out: list[BudgetStatus] = []
+        for state in self.governor.states(policy, chosen, ctx_any, now):
+            amount = state.effective_amount if state.effective_amount is not None else state.limit.amount
+            used = state.spent + state.reserved
+            out.append(
+                BudgetStatus(
+                    limit=state.limit,
+                    spent=state.spent,
+                    reserved=state.reserved,
+                    amount=amount,
+                    remaining=max(Decimal(0), amount - used),
+                    utilization=(used / amount) if amount else Decimal(0),
+                    window_start=None if state.window is None else state.window.start,
+                    resets_at=None if state.window is None else state.window.end,
+                )
+            )
+        return out
+
+    def reconcile(self) -> list[Drift]:
+        """Compare every stored limit's live counter in its current window with the ledger, and correct drift.
+
+        A counter is only corrected if it did not change while the ledger was read (compare-and-set), so
+        a reconciliation racing live traffic never loses a settle; it reports what it found either way.
+        """
+        now = self.clock.now()
+        policy = self.governor.policy.get()
+        drifts: list[Drift] = []
+        for limit in policy.limits:
+            window = limit.window_at(now)
+            if window is None or limit.rolling_seconds is not None:
+                continue
+            key = self.governor.key(limit, window)
+            before = self.governor.counters.read([key], now=now.timestamp())[key]
+            if not before.initialized:
+                continue
+            ledger = to_units(limit.metric, self.governor.ledger_used(limit, window))
+            if ledger != before.spent:
+                corrected = self.governor.counters.compare_and_set(key, before.spent, ledger)
+                drifts.append(
+                    Drift(
+                        key,
+                        limit.id,
+                        from_units(limit.metric, before.spent),
+                        from_units(limit.metric, ledger),
+                        corrected,
+                    )
+                )
+        return drifts
+
+    def threshold_crossings(self, *, since: datetime | None = None, limit_id: str | None = None) -> list[Crossing]:
+        """Budget thresholds crossed (and limits first exceeded), for alerting."""
+        return self.store.control.crossings(since=since, limit_id=limit_id)
