@@ -11,6 +11,7 @@ from importlib.metadata import version as _version
 from typing import TYPE_CHECKING, Any
 
 from spendgate.errors import (
+    BudgetExceeded,
     ConfigurationError,
     CurrencyError,
     InvalidUsageError,
@@ -24,8 +25,9 @@ from spendgate.settings import Settings
 from spendgate.usage import Usage
 
 if TYPE_CHECKING:
+    from spendgate.budgets import Action
     from spendgate.ledger import EventFilter, UsageEvent, UsageSummary
-    from spendgate.meter import AsyncMeter, Meter, Recorded, RerateReport
+    from spendgate.meter import AsyncMeter, Authorization, Meter, Recorded, RerateReport
     from spendgate.pricing import CostBreakdown, FallbackPrice, PriceBook, PriceOverride
     from spendgate.tokens import TokenCount, TokenCounter
 
@@ -35,7 +37,9 @@ _LAZY = {
     "EventFilter": "spendgate.ledger",
     "UsageEvent": "spendgate.ledger",
     "UsageSummary": "spendgate.ledger",
+    "Action": "spendgate.budgets",
     "AsyncMeter": "spendgate.meter",
+    "Authorization": "spendgate.meter",
     "Meter": "spendgate.meter",
     "Recorded": "spendgate.meter",
     "RerateReport": "spendgate.meter",
@@ -63,7 +67,10 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree w
     __version__ = "0.0.0"
 
 __all__ = [
+    "Action",
     "AsyncMeter",
+    "Authorization",
+    "BudgetExceeded",
     "ConfigurationError",
     "CostBreakdown",
     "CurrencyError",

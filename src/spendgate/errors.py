@@ -9,14 +9,18 @@ Every error spendgate raises on purpose derives from :class:`SpendgateError`::
     ├── PricingError
     │   ├── UnknownModelError        no price for this provider/model (also a LookupError)
     │   └── CurrencyError            no exchange rate configured for a currency
-    └── LedgerError                  the usage store failed (driver errors are wrapped here)
+    ├── LedgerError                  the usage store failed (driver errors are wrapped here)
+    └── BudgetExceeded               a budget, rate limit or emergency stop refused a call
 
 Each error carries a stable ``code`` so HTTP layers and scripts can map it without parsing messages.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "BudgetExceeded",
     "ConfigurationError",
     "CurrencyError",
     "InvalidUsageError",
@@ -88,3 +92,24 @@ class LedgerError(SpendgateError):
     """The usage store failed; the original driver error is the ``__cause__``."""
 
     code = "ledger_error"
+
+
+class BudgetExceeded(SpendgateError):
+    """A call was refused before it was made: which limit, what is spent, when it resets, when to retry.
+
+    ``authorization`` is the :class:`~spendgate.meter.Authorization` that refused it (its ``to_dict()``
+    explains everything); the attributes below repeat the essentials.
+    """
+
+    code = "budget_exceeded"
+
+    def __init__(self, authorization: Any) -> None:
+        self.authorization = authorization
+        self.action: str = authorization.action.value
+        limit = authorization.limit
+        self.limit_id: str | None = None if limit is None else limit.id
+        self.spent = authorization.spent
+        self.remaining = authorization.remaining
+        self.resets_at = authorization.resets_at
+        self.retry_after_s: int | None = authorization.retry_after_s
+        super().__init__(f"{self.action}: {authorization.reason}")

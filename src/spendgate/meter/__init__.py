@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from spendgate.meter._async import AsyncMeter
+from spendgate.meter._authorization import Authorization
+from spendgate.meter._budget_api import BudgetStatus, Drift
 from spendgate.meter._core import Recorded
 from spendgate.meter._export import CSV_COLUMNS, event_to_dict, write_events
 from spendgate.meter._meter import Meter, RerateReport
 
-__all__ = ["AsyncMeter", "CSV_COLUMNS", "Meter", "Recorded", "RerateReport", "event_to_dict", "write_events"]
+__all__ = [
+    "AsyncMeter",
+    "Authorization",
+    "BudgetStatus",
+    "CSV_COLUMNS",
+    "Drift",
+    "Meter",
+    "Recorded",
+    "RerateReport",
+    "event_to_dict",
+    "write_events",
+]

@@ -15,6 +15,8 @@ from typing import IO, Any
 
 from spendgate.clock import Clock
 from spendgate.ledger import Dimension, UsageEvent, UsageSummary
+from spendgate.meter._authorization import Authorization
+from spendgate.meter._budget_api import BudgetStatus
 from spendgate.meter._core import Recorded
 from spendgate.meter._export import ExportFormat
 from spendgate.meter._meter import Meter, RerateReport
@@ -104,6 +106,22 @@ class AsyncMeter:
     async def rerate(self, **kwargs: Any) -> RerateReport:
         """See :meth:`Meter.rerate`."""
         return await asyncio.to_thread(lambda: self.meter.rerate(**kwargs))
+
+    async def authorize(self, **kwargs: Any) -> Authorization:
+        """See :meth:`Meter.authorize` (counters and the policy may need I/O, so it runs in a thread)."""
+        return await asyncio.to_thread(lambda: self.meter.authorize(**kwargs))
+
+    async def settle(self, authorization: Authorization, usage: Usage, **fields: Any) -> Recorded:
+        """See :meth:`Meter.settle`."""
+        return await asyncio.to_thread(lambda: self.meter.settle(authorization, usage, **fields))
+
+    async def release(self, authorization: Authorization, **kwargs: Any) -> Recorded | None:
+        """See :meth:`Meter.release`."""
+        return await asyncio.to_thread(lambda: self.meter.release(authorization, **kwargs))
+
+    async def budget_status(self, **ids: Any) -> list[BudgetStatus]:
+        """See :meth:`Meter.budget_status`."""
+        return await asyncio.to_thread(lambda: self.meter.budget_status(**ids))
 
     async def close(self) -> None:
         await asyncio.to_thread(self.meter.close)
