@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         "defaults for requesters without a tier.",
     )
     queue_enabled: bool = Field(default=False, description="Exhausted tier budgets QUEUE requests instead of DENY.")
+    queue_priorities: dict[str, int] = Field(
+        default_factory=lambda: {"enterprise": 2, "premium": 1, "free": 0},
+        description="Deferred calls of higher-priority tiers run first.",
+    )
+    queue_max_age_s: float = Field(default=86_400.0, gt=0, description="Deferred calls older than this expire.")
     tier_table: dict[str, Any] | None = Field(
         default=None, description="The tier policy table (TierTable.to_dict() form); default: the seeds' table."
     )

@@ -8,6 +8,7 @@ from spendgate.meter._budget_api import BudgetStatus, Drift
 from spendgate.meter._core import Recorded
 from spendgate.meter._export import CSV_COLUMNS, event_to_dict, write_events
 from spendgate.meter._meter import Meter, RerateReport
+from spendgate.meter._queue import QueueOutcome
 
 __all__ = [
     "AsyncMeter",
@@ -16,6 +17,7 @@ __all__ = [
     "CSV_COLUMNS",
     "Drift",
     "Meter",
+    "QueueOutcome",
     "Recorded",
     "RerateReport",
     "event_to_dict",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -88,6 +88,8 @@ class Authorization:
     rate_holds: tuple[RateHold, ...] = ()
     authorized_at: datetime | None = None
     note: str = ""
+    args: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The arguments :meth:`Meter.authorize` was called with (a deferred call is authorized again with them)."""
 
     @property
     def allowed(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from spendgate.errors import InvalidUsageError, UnknownModelError
 from spendgate.ledger import Crossing
 from spendgate.meter._authorization import Authorization, from_units, to_units
 from spendgate.meter._core import Recorded
+from spendgate.meter._policy import RULE_PREFIX
 from spendgate.usage import Usage
 
 if TYPE_CHECKING:
@@ -132,8 +133,41 @@ class BudgetMethods:
         return removed
 
     def limits(self) -> list[Limit]:
-        """Every stored limit (tier defaults are not stored: see the tier table)."""
-        return list(self.governor.policy.get().limits)
+        """Every stored limit (tier defaults are not stored: see the tier table; breaker rules neither)."""
+        return [limit for limit in self.governor.policy.get().limits if not limit.id.startswith(RULE_PREFIX)]
+
+    def set_breaker_rule(
+        self,
+        scope: str | Scope = "global",
+        scope_id: str | None = None,
+        *,
+        metric: str = "cost",
+        period: str = "hour",
+        amount: Decimal | int | str,
+        cooldown: timedelta = timedelta(minutes=15),
+        rolling_seconds: int | None = None,
+        actor: str = "system",
+    ) -> Limit:
+        """Trip an emergency stop for ``scope`` automatically when its usage passes ``amount`` per ``period``.
+
+        For a runaway loop that no budget anticipated: e.g. ``set_breaker_rule("global", amount="50",
+        period="rolling", rolling_seconds=600)`` stops everything for the cooldown once $50 go out in ten
+        minutes. Returns the (soft, tracking-only) limit that watches the usage.
+        """
+        base = Limit(
+            scope=_scope(scope, scope_id),
+            metric=metric,  # type: ignore[arg-type]
+            period=period,  # type: ignore[arg-type]
+            amount=Decimal(str(amount)) if not isinstance(amount, Decimal) else amount,
+            level="soft",  # type: ignore[arg-type]
+            rolling_seconds=rolling_seconds,
+            thresholds=(),
+        )
+        limit = Limit.from_dict({**base.to_dict(), "id": RULE_PREFIX + base.id})
+        body = {"limit": limit.to_dict(), "cooldown_s": int(cooldown.total_seconds())}
+        self.store.control.put("breaker_rule", limit.id, body, actor=actor)
+        self.governor.policy.invalidate()
+        return limit
 
     def add_grant(
         self,
@@ -231,12 +265,15 @@ class BudgetMethods:
         max_tokens: int | None = None,
         input_tokens: int | None = None,
         reservation_id: str | None = None,
+        cache_available: bool = False,
     ) -> Authorization:
         """Decide on a call before it is made and reserve its worst-case cost against every limit at once.
 
         The worst case is the counted input plus ``max_tokens`` of output (else the model's maximum, else
         ``Settings.output_token_cap``). Settle the result with :meth:`settle`, or :meth:`release` it.
+        ``cache_available`` says a cached response exists: an exhausted tier budget then answers CACHE_ONLY.
         """
+        args = {k: v for k, v in locals().items() if k not in ("self", "reservation_id") and v is not None}
         ctx = RequestContext(
             provider=provider,
             model=model,
@@ -257,7 +294,8 @@ class BudgetMethods:
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0
         ):
             raise InvalidUsageError("max_tokens", f"must be a non-negative integer, got {max_tokens!r}")
-        return self.governor.authorize(ctx, input_tokens, max_tokens, reservation_id)
+        auth = self.governor.authorize(ctx, input_tokens, max_tokens, reservation_id, cache_available)
+        return replace(auth, args=args)
 
     def _event_fields(self, auth: Authorization) -> dict[str, Any]:
         ctx = auth.ctx

@@ -13,12 +13,14 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from spendgate.budgets import (
     Action,
+    BreakerSource,
+    CircuitBreaker,
     Decision,
     DecisionOptions,
     Level,
@@ -84,6 +86,7 @@ class Governor:
         self.options = DecisionOptions(queue_enabled=settings.queue_enabled)
         self._throttles: dict[tuple[str, str], int] = {}
         self._exceeded: dict[tuple[str, str], datetime | None] = {}
+        self._exceeded_policy: Policy | None = None  # first-exceeded times are re-read with every policy refresh
         self._lock = threading.Lock()
 
     # -- estimates ---------------------------------------------------------------------------------
@@ -133,6 +136,10 @@ class Governor:
 
     def states(self, policy: Policy, limits: Sequence[Limit], ctx: RequestContext, now: datetime) -> list[LimitState]:
         """Live figures of each limit in its current window, initializing cold counters from the ledger."""
+        if policy is not self._exceeded_policy:
+            with self._lock:
+                self._exceeded.clear()
+                self._exceeded_policy = policy
         pairs: dict[str, tuple[Limit, Window]] = {}
         windows: dict[str, Window | None] = {}
         for limit in limits:
@@ -194,9 +201,15 @@ class Governor:
     # -- authorize ---------------------------------------------------------------------------------
 
     def authorize(
-        self, ctx: RequestContext, input_tokens: int, max_tokens: int | None, reservation_id: str | None = None
+        self,
+        ctx: RequestContext,
+        input_tokens: int,
+        max_tokens: int | None,
+        reservation_id: str | None = None,
+        cache_available: bool = False,
     ) -> Authorization:
         now = self.clock.now()
+        options = replace(self.options, cache_available=True) if cache_available else self.options
         hold_id = reservation_id or f"rsv_{uuid.uuid4().hex}"
         policy = self.policy.get()
         estimate = self.estimate(ctx.provider, ctx.model, input_tokens, max_tokens)
@@ -222,7 +235,7 @@ class Governor:
             )  # fmt: skip
             base = replace(base, estimate=estimate)
         try:
-            return self._authorize(base, policy, estimate, limits, hold_id, now)
+            return self._authorize(base, policy, estimate, limits, hold_id, now, options)
         except CounterUnavailable as exc:
             return self._counters_down(base, limits, exc)
 
@@ -259,6 +272,7 @@ class Governor:
         limits: list[Limit],
         hold_id: str,
         now: datetime,
+        options: DecisionOptions,
     ) -> Authorization:
         ctx = base.ctx
         alternatives, extra = self._alternatives(policy, ctx, estimate) if limits else ({}, [])
@@ -277,7 +291,7 @@ class Governor:
                 emergency=policy.emergency(),
                 throttle_attempt=self._throttles.get(throttle_key, 0),
                 now=now,
-                options=self.options,
+                options=options,
             )
             if not decision.allowed:
                 if decision.action is Action.THROTTLE:
@@ -416,49 +430,74 @@ class Governor:
     # -- settle and release -------------------------------------------------------------------------
 
     def commit(self, auth: Authorization, usage: Usage, cost: Decimal | None, *, release: bool) -> None:
-        """Replace the holds with what the call used (all of it: settle; partial usage: release)."""
+        """Replace the holds with what the call used (all of it: settle; partial usage: release).
+
+        Idempotent: the counter store remembers the reservation id, so a second settle or release of the
+        same call changes nothing (rolling windows and rate limits included).
+        """
         now = self.clock.now()
+        consumed = not (release and usage == Usage())  # a released call that used nothing counts for nothing
+        used = {h.key: actual_amount(h.limit.metric, usage, cost, h.amount) if consumed else 0 for h in auth.holds}
         actual: dict[str, int] = {}
         pairs: dict[str, tuple[Limit, Window]] = {}
         for hold in auth.holds:
-            used = actual_amount(hold.limit.metric, usage, cost, hold.amount)
-            if release and usage == Usage():
-                used = 0
-            if hold.rolling_seconds is not None:
-                self.counters.rate_adjust(
-                    hold.key,
-                    used - hold.amount,
-                    float(hold.rolling_seconds),
-                    now=now.timestamp(),
-                    entry_id=hold.entry_id,
-                )
-                continue
-            actual[hold.key] = used
-            window = hold.limit.window_at(auth.authorized_at or now)
-            assert window is not None
-            pairs[hold.key] = (hold.limit, window)
-        if auth.holds and any(h.rolling_seconds is None for h in auth.holds):
-            op = self.counters.release if release else self.counters.commit
-            with_init(
-                self.counters,
-                lambda: op(auth.reservation_id, actual, now=now.timestamp()),
-                self._loader(pairs),
-                expire_at=self._expiries(pairs),
-            )
-        self._free_rates(auth.rate_holds, now, used_tokens=usage.total_tokens)
-        self._crossings(auth, actual, now)
-
-    def _crossings(self, auth: Authorization, actual: Mapping[str, int], now: datetime) -> None:
-        if not actual:
+            if hold.rolling_seconds is None:
+                actual[hold.key] = used[hold.key]
+                window = hold.limit.window_at(auth.authorized_at or now)
+                assert window is not None
+                pairs[hold.key] = (hold.limit, window)
+        op = self.counters.release if release else self.counters.commit
+        result = with_init(
+            self.counters,
+            lambda: op(auth.reservation_id, actual, now=now.timestamp()),
+            self._loader(pairs),
+            expire_at=self._expiries(pairs),
+        )
+        if result.already:
             return
-        read = self.counters.read(list(actual), now=now.timestamp())
+        ts = now.timestamp()
+        after: dict[str, int] = {}
         for hold in auth.holds:
-            if hold.key not in actual:
+            if hold.rolling_seconds is not None:
+                seconds = float(hold.rolling_seconds)
+                self.counters.rate_adjust(
+                    hold.key, used[hold.key] - hold.amount, seconds, now=ts, entry_id=hold.entry_id
+                )
+                after[hold.key] = self.counters.rate_acquire(hold.key, 0, MAX_RATE_AMOUNT, seconds, now=ts).used
+        self._free_rates(auth.rate_holds, now, used_tokens=usage.total_tokens)
+        if actual:
+            after.update({key: state.spent for key, state in self.counters.read(list(actual), now=ts).items()})
+        self._crossings(auth, used, after, now)
+
+    def _trip(self, hold: Hold, used: Decimal, cooldown_s: int, now: datetime) -> None:
+        """A breaker rule's amount was passed: stop its scope for the cooldown (an emergency stop by rule)."""
+        limit = hold.limit
+        breaker = CircuitBreaker(
+            scope=limit.scope,
+            reason=f"breaker rule {limit.id}: {limit.metric.value} {used} over {hold.effective_amount} per "
+            f"{limit.period.value}",
+            set_by=BreakerSource.RULE,
+            since=now,
+            cooldown_until=now + timedelta(seconds=cooldown_s),
+        )
+        self.store.control.put("breaker", str(limit.scope) or "global", breaker.to_dict(), actor="rule")
+        self.policy.invalidate()
+        log.warning("emergency stop: %s", breaker.reason)
+
+    def _crossings(self, auth: Authorization, used: Mapping[str, int], after: Mapping[str, int], now: datetime) -> None:
+        """Record thresholds the call took its limits across, and trip breaker rules it took over."""
+        for hold in auth.holds:
+            if hold.key not in after:
                 continue
             metric = hold.limit.metric
-            after = from_units(metric, read[hold.key].spent)
-            before = after - from_units(metric, actual[hold.key])
-            for threshold in crossed_thresholds(hold.limit, before, after, amount=hold.effective_amount):
+            after_value = from_units(metric, after[hold.key])
+            before = after_value - from_units(metric, used[hold.key])
+            cooldown = self.policy.get().rules.get(hold.limit.id)
+            if cooldown is not None:
+                if after_value > hold.effective_amount >= before:
+                    self._trip(hold, after_value, cooldown, now)
+                continue
+            for threshold in crossed_thresholds(hold.limit, before, after_value, amount=hold.effective_amount):
                 self.store.control.record_crossing(
                     hold.limit.id,
                     hold.window_key,
@@ -467,7 +506,7 @@ class Governor:
                     {
                         "scope": str(hold.limit.scope),
                         "metric": metric.value,
-                        "used": format(after, "f"),
+                        "used": format(after_value, "f"),
                         "amount": format(hold.effective_amount, "f"),
                         "event_id": auth.reservation_id,
                     },

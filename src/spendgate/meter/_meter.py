@@ -13,10 +13,10 @@ from spendgate.clock import Clock, SystemClock
 from spendgate.counters import CounterStore, open_counters
 from spendgate.errors import InvalidUsageError, SpendgateError
 from spendgate.ledger import CostAdjustment, Dimension, UsageEvent, UsageStore, UsageSummary, open_store
-from spendgate.meter._budget_api import BudgetMethods
 from spendgate.meter._core import Recorded, build_event, make_filter, parse_call, price_usage
 from spendgate.meter._export import ExportFormat, write_events
 from spendgate.meter._governor import Governor
+from spendgate.meter._queue import QueueMethods
 from spendgate.pricing import CostBreakdown, PriceBook, PriceOverride, load_overrides
 from spendgate.settings import Settings
 from spendgate.tokens import TokenCount, TokenCounter
@@ -54,7 +54,7 @@ def _price_book(settings: Settings, store: UsageStore, clock: Clock) -> PriceBoo
     return PriceBook(overrides, fallback=fallback, exchange_rates=rates, clock=clock)
 
 
-class Meter(BudgetMethods):
+class Meter(QueueMethods):
     """Count tokens, price calls exactly and record usage durably.
 
     >>> meter = Meter(database_url="sqlite:///usage.db")          # doctest: +SKIP
@@ -85,7 +85,9 @@ class Meter(BudgetMethods):
             raise SpendgateError("pass database_url/counters_url either directly or in settings, not both")
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        self.store: UsageStore = store or open_store(settings.database_url, durability=settings.durability)
+        self.store: UsageStore = store or open_store(
+            settings.database_url, durability=settings.durability, clock=self.clock
+        )
         try:
             self.prices = price_book or _price_book(settings, self.store, self.clock)
             self.counters: CounterStore = counters or open_counters(settings.counters_url)

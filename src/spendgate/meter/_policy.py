@@ -29,9 +29,10 @@ from spendgate.clock import Clock
 from spendgate.ledger import ControlStore, EventFilter
 from spendgate.settings import Settings
 
-__all__ = ["KINDS", "Policy", "PolicyCache", "scope_filter"]
+__all__ = ["KINDS", "RULE_PREFIX", "Policy", "PolicyCache", "scope_filter"]
 
-KINDS = ("limit", "grant", "breaker", "rate_limit")
+KINDS = ("limit", "grant", "breaker", "rate_limit", "breaker_rule")
+RULE_PREFIX = "rule:"
 
 _CTX_DIMENSIONS = (
     ("team", "team_id"),
@@ -83,6 +84,8 @@ class Policy:
     rate_limits: tuple[RateLimit, ...]
     tiers: TierTable
     chains: DowngradeChains
+    rules: dict[str, int] = field(default_factory=dict)
+    """Breaker rules: the id of the (soft) limit that tracks each rule -> the breaker's cooldown in seconds."""
     _limit_index: dict[tuple[str, str], list[Limit | RateLimit]] = field(repr=False, default_factory=dict)
     _rate_index: dict[tuple[str, str], list[Limit | RateLimit]] = field(repr=False, default_factory=dict)
 
@@ -95,6 +98,7 @@ class Policy:
         rate_limits: Sequence[RateLimit],
         tiers: TierTable,
         chains: DowngradeChains,
+        rules: dict[str, int] | None = None,
     ) -> Policy:
         by_limit: dict[str, list[Grant]] = defaultdict(list)
         for grant in grants:
@@ -106,6 +110,7 @@ class Policy:
             rate_limits=tuple(rate_limits),
             tiers=tiers,
             chains=chains,
+            rules=dict(rules or {}),
             _limit_index=_index(limits),
             _rate_index=_index(rate_limits),
         )
@@ -115,7 +120,8 @@ class Policy:
         explicit = [item for item in _candidates(self._limit_index, ctx) if isinstance(item, Limit)]
         if ctx.tier is None:
             return explicit  # tier defaults apply to requesters with a tier (or Settings.default_tier)
-        return explicit + self.tiers.limits_for(ctx, explicit)
+        budgets = [limit for limit in explicit if limit.id not in self.rules]
+        return explicit + self.tiers.limits_for(ctx, budgets)
 
     def rate_limits_for(self, ctx: RequestContext) -> list[RateLimit]:
         return [item for item in _candidates(self._rate_index, ctx) if isinstance(item, RateLimit)]
@@ -181,13 +187,16 @@ class PolicyCache:
 
     def _load(self) -> Policy:
         c = self._control
+        rules = c.list_objects("breaker_rule")
+        rule_limits = [Limit.from_dict(body["limit"]) for body in rules]
         return Policy.build(
-            limits=[Limit.from_dict(body) for body in c.list_objects("limit")],
+            limits=[Limit.from_dict(body) for body in c.list_objects("limit")] + rule_limits,
             grants=[Grant.from_dict(body) for body in c.list_objects("grant")],
             breakers=[CircuitBreaker.from_dict(body) for body in c.list_objects("breaker")],
             rate_limits=[RateLimit.from_dict(body) for body in c.list_objects("rate_limit")],
             tiers=self._tiers,
             chains=self._chains,
+            rules={limit.id: int(body["cooldown_s"]) for limit, body in zip(rule_limits, rules, strict=True)},
         )
 
 
