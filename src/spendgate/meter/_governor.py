@@ -50,7 +50,7 @@ __all__ = ["Governor"]
 log = logging.getLogger("spendgate.budgets")
 
 _KEY_MARGIN_S = 86_400.0  # keep a window's counter a day past its end (late settles, status reads)
-_RESERVE_ATTEMPTS = 3
+_RESERVE_ATTEMPTS = 4  # one pass may be spent adding the downgrade alternatives
 
 
 def _summary_amount(metric: Metric, summary: Any) -> Decimal:
@@ -88,17 +88,20 @@ class Governor:
         self._exceeded: dict[tuple[str, str], datetime | None] = {}
         self._exceeded_policy: Policy | None = None  # first-exceeded times are re-read with every policy refresh
         self._lock = threading.Lock()
+        self._max_output: dict[tuple[str, str], int | None] = {}
 
     # -- estimates ---------------------------------------------------------------------------------
 
     def estimate(self, provider: str, model: str, input_tokens: int, max_tokens: int | None) -> RequestEstimate | None:
         """The worst case of a call, or None when the model has no price (cost limits can't be bounded)."""
-        model_max = None
-        try:
-            info = self.prices.price(provider, model)
+        model_max = self._max_output.get((provider, model), 0)
+        if model_max == 0:
+            try:
+                info = self.prices.price(provider, model)
+            except PricingError:
+                return None
             model_max = getattr(info, "max_output_tokens", None)
-        except PricingError:
-            return None
+            self._max_output[(provider, model)] = model_max
         output = worst_case_output_tokens(max_tokens, model_max, self.settings.output_token_cap)
         try:
             cost = self.prices.cost(provider, model, Usage(input_tokens=input_tokens, output_tokens=output)).total
@@ -275,8 +278,11 @@ class Governor:
         options: DecisionOptions,
     ) -> Authorization:
         ctx = base.ctx
-        alternatives, extra = self._alternatives(policy, ctx, estimate) if limits else ({}, [])
-        every = list({limit.id: limit for limit in [*limits, *extra]}.values())
+        # Cheaper alternatives only matter once a limit pinches: decide without them first (the common
+        # ALLOW needs none), and again with them when the answer is anything but ALLOW.
+        alternatives: dict[str, RequestEstimate] = {}
+        every = limits
+        with_alternatives = False
         throttle_key = (str(ctx.user_id or ctx.api_key_id or ctx.team_id or ""), ctx.model)
         decision = base.decision
         for _attempt in range(_RESERVE_ATTEMPTS):
@@ -293,6 +299,11 @@ class Governor:
                 now=now,
                 options=options,
             )
+            if decision.action is not Action.ALLOW and not with_alternatives and limits:
+                with_alternatives = True
+                alternatives, extra = self._alternatives(policy, ctx, estimate)
+                every = list({limit.id: limit for limit in [*limits, *extra]}.values())
+                continue
             if not decision.allowed:
                 if decision.action is Action.THROTTLE:
                     with self._lock:
