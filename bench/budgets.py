@@ -4,7 +4,9 @@
 
 Each call: authorize (count nothing: input tokens given; price the worst case; read counters; decide;
 reserve on a user daily, a team monthly and a global daily limit) then settle (commit counters, write
-the ledger event durably, check thresholds). Also `authorize` alone, which is the budget check.
+the ledger event durably, check thresholds). `memory_journal` settles through the write-ahead journal
+(Settings.journal_dir): acknowledged on append, batched into the ledger. Also `authorize` alone, which
+is the budget check.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import threading
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from spendgate import Meter, Usage
+from spendgate import Meter, Settings, Usage
 
 USAGE = Usage(input_tokens=1200, output_tokens=300)
 
@@ -84,18 +87,25 @@ def authorize_only(meter: Meter, calls: int) -> dict[str, float]:
     }
 
 
-def backend(counters_url: str, calls: int, threads: list[int]) -> dict[str, Any]:
+def backend(counters_url: str, calls: int, threads: list[int], journal: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        Meter(database_url=f"sqlite:///{tmp}/bench.db", counters_url=counters_url) as meter,
-    ):
-        setup(meter)
-        run(meter, 200, 1, settle=True)  # warm-up
-        out["authorize_only"] = authorize_only(meter, calls)
-        for n in threads:
-            out[f"authorize_settle_{n}_threads"] = run(meter, calls, n, settle=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            database_url=f"sqlite:///{tmp}/bench.db",
+            counters_url=counters_url,
+            journal_dir=Path(tmp) / "journal" if journal else None,
+        )
+        with Meter(settings=settings) as meter:
+            measure(meter, calls, threads, out)
     return out
+
+
+def measure(meter: Meter, calls: int, threads: list[int], out: dict[str, Any]) -> None:
+    setup(meter)
+    run(meter, 200, 1, settle=True)  # warm-up
+    out["authorize_only"] = authorize_only(meter, calls)
+    for n in threads:
+        out[f"authorize_settle_{n}_threads"] = run(meter, calls, n, settle=True)
 
 
 def main() -> None:
@@ -110,6 +120,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
     result["memory"] = backend("memory://", args.calls, threads)
+    result["memory_journal"] = backend("memory://", args.calls, threads, journal=True)
     if not args.no_redis:
         prefix = f"sgbench-{uuid.uuid4().hex[:8]}:"
         try:

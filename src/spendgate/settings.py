@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     exchange_rates: dict[str, Decimal] = Field(
         default_factory=dict, description="Units of each currency per 1 USD, e.g. {'EUR': '0.92'}."
     )
+    journal_dir: Path | None = Field(
+        default=None,
+        description="Write-ahead journal for settles: acknowledged on append, written to the ledger in batches. "
+        "Must be on storage that outlives the process. None: every settle commits to the ledger directly.",
+    )
     counters_url: str = Field(
         default="memory://",
         description="Live budget counters: memory:// (one process) or redis://host:6379/0 (shared by replicas).",

@@ -8,6 +8,7 @@ from spendgate.ledger._adjustments import AdjustmentRecord, CostAdjustment
 from spendgate.ledger._control import AuditEntry, ControlStore, Crossing, QueuedRequest
 from spendgate.ledger._engine import Durability
 from spendgate.ledger._event import RecordResult, StoredEvent, UsageEvent
+from spendgate.ledger._journal import Journal
 from spendgate.ledger._migrate import upgrade
 from spendgate.ledger._money import MAX_MONEY, MONEY_SCALE
 from spendgate.ledger._query import DIMENSIONS, Dimension, EventFilter, Granularity, RollupRow, UsageSummary
@@ -25,6 +26,7 @@ __all__ = [
     "Durability",
     "EventFilter",
     "Granularity",
+    "Journal",
     "MAX_MONEY",
     "MONEY_SCALE",
     "Money",

@@ -26,9 +26,9 @@ from spendgate.usage import Usage
 
 if TYPE_CHECKING:
     from spendgate.clock import Clock
-    from spendgate.ledger import UsageStore
+    from spendgate.ledger import Journal, UsageEvent, UsageStore
     from spendgate.meter._governor import Governor
-    from spendgate.pricing import PriceBook
+    from spendgate.pricing import CostBreakdown, PriceBook
     from spendgate.settings import Settings
     from spendgate.tokens import TokenCounter
 
@@ -87,8 +87,16 @@ class BudgetMethods:
     settings: Settings
     tokens: TokenCounter
 
+    journal: Journal | None
+
     def record(self, **kwargs: Any) -> Recorded:  # provided by Meter
         raise NotImplementedError
+
+    def _prepare(self, kwargs: Mapping[str, Any], where: str = "") -> tuple[UsageEvent, CostBreakdown | None]:
+        raise NotImplementedError  # provided by Meter
+
+    def flush(self) -> int:
+        raise NotImplementedError  # provided by Meter
 
     # -- configuration (stored in the ledger database: every process sharing it applies it) ----------
 
@@ -324,6 +332,8 @@ class BudgetMethods:
         """Replace the call's hold with what it really used, and record the event (idempotent).
 
         ``fields`` are event fields such as ``latency_ms``, ``success``, ``request_type``, ``metadata``.
+        With ``Settings.journal_dir`` the event is acknowledged once appended to the journal and reaches
+        the ledger with the next batch; otherwise it is committed to the ledger before this returns.
         """
         auth = authorization
         if not auth.allowed or not auth.reservation_id:
@@ -332,8 +342,14 @@ class BudgetMethods:
             )
         if not isinstance(usage, Usage):
             raise InvalidUsageError("usage", f"must be a spendgate.Usage, got {type(usage).__name__}")
-        self.governor.commit(auth, usage, self._cost_total(auth, usage), release=False)
-        return self.record(**self._event_fields(auth), usage=usage, **fields)
+        call = {**self._event_fields(auth), "usage": usage, **fields}
+        if self.journal is None:
+            self.governor.commit(auth, usage, self._cost_total(auth, usage), release=False)
+            return self.record(**call)
+        event, cost = self._prepare(call)  # validated and priced before anything changes
+        already = self.governor.commit(auth, usage, None if cost is None else cost.total, release=False)
+        self.journal.append(event)  # appended even when settled before: a crash may have come in between
+        return Recorded(event_id=event.event_id, duplicate=already, cost=cost)
 
     def release(
         self,
@@ -406,6 +422,7 @@ class BudgetMethods:
         a reconciliation racing live traffic never loses a settle; it reports what it found either way.
         """
         now = self.clock.now()
+        self.flush()
         policy = self.governor.policy.get()
         drifts: list[Drift] = []
         for limit in policy.limits:

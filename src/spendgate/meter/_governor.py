@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -89,6 +89,8 @@ class Governor:
         self._exceeded_policy: Policy | None = None  # first-exceeded times are re-read with every policy refresh
         self._lock = threading.Lock()
         self._max_output: dict[tuple[str, str], int | None] = {}
+        self.before_read: Callable[[], object] = lambda: None
+        """Called before reading the ledger (the Meter flushes its journal there)."""
 
     # -- estimates ---------------------------------------------------------------------------------
 
@@ -118,6 +120,7 @@ class Governor:
 
     def ledger_used(self, limit: Limit, window: Window) -> Decimal:
         """What the ledger holds for ``limit`` in ``window`` (the source of truth for counters)."""
+        self.before_read()
         events, prefix = scope_filter(limit.scope, window.start)
         if prefix is not None:
             rows = self.store.totals_by("model", events)
@@ -440,11 +443,12 @@ class Governor:
 
     # -- settle and release -------------------------------------------------------------------------
 
-    def commit(self, auth: Authorization, usage: Usage, cost: Decimal | None, *, release: bool) -> None:
+    def commit(self, auth: Authorization, usage: Usage, cost: Decimal | None, *, release: bool) -> bool:
         """Replace the holds with what the call used (all of it: settle; partial usage: release).
 
         Idempotent: the counter store remembers the reservation id, so a second settle or release of the
-        same call changes nothing (rolling windows and rate limits included).
+        same call changes nothing (rolling windows and rate limits included). Returns whether it was
+        settled before.
         """
         now = self.clock.now()
         consumed = not (release and usage == Usage())  # a released call that used nothing counts for nothing
@@ -465,7 +469,7 @@ class Governor:
             expire_at=self._expiries(pairs),
         )
         if result.already:
-            return
+            return True
         ts = now.timestamp()
         after: dict[str, int] = {}
         for hold in auth.holds:
@@ -479,6 +483,7 @@ class Governor:
         if actual:
             after.update({key: state.spent for key, state in self.counters.read(list(actual), now=ts).items()})
         self._crossings(auth, used, after, now)
+        return False
 
     def _trip(self, hold: Hold, used: Decimal, cooldown_s: int, now: datetime) -> None:
         """A breaker rule's amount was passed: stop its scope for the cooldown (an emergency stop by rule)."""

@@ -12,7 +12,7 @@ from typing import IO, Any
 from spendgate.clock import Clock, SystemClock
 from spendgate.counters import CounterStore, open_counters
 from spendgate.errors import InvalidUsageError, SpendgateError
-from spendgate.ledger import CostAdjustment, Dimension, UsageEvent, UsageStore, UsageSummary, open_store
+from spendgate.ledger import CostAdjustment, Dimension, Journal, UsageEvent, UsageStore, UsageSummary, open_store
 from spendgate.meter._core import Recorded, build_event, make_filter, parse_call, price_usage
 from spendgate.meter._export import ExportFormat, write_events
 from spendgate.meter._governor import Governor
@@ -98,6 +98,10 @@ class Meter(QueueMethods):
         self.governor = Governor(
             store=self.store, counters=self.counters, prices=self.prices, settings=settings, clock=self.clock
         )
+        self.journal: Journal | None = None
+        if settings.journal_dir is not None:
+            self.journal = Journal(settings.journal_dir, self.store, fsync=settings.durability == "power")
+            self.governor.before_read = self.journal.flush
 
     # -- no I/O -------------------------------------------------------------------------------------
 
@@ -150,6 +154,7 @@ class Meter(QueueMethods):
         start = when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         if when == start:
             return 0
+        self.flush()
         total = self.store.summary(make_filter(since=start, until=when, provider=provider, model=model))
         return total.input_tokens + total.output_tokens
 
@@ -214,14 +219,17 @@ class Meter(QueueMethods):
         Filters: ``since``, ``until`` (half-open window, aware datetimes), ``user_id``, ``team_id``,
         ``api_key_id``, ``session_id``, ``provider``, ``model``, ``request_type``.
         """
+        self.flush()
         return self.store.summary(make_filter(**filters))
 
     def report(self, by: Dimension, **filters: Any) -> list[tuple[str | None, UsageSummary]]:
         """Totals grouped by one dimension, most expensive first."""
+        self.flush()
         return self.store.totals_by(by, make_filter(**filters))
 
     def events(self, **filters: Any) -> Iterator[UsageEvent]:
         """The matching events, oldest first, streamed from the ledger."""
+        self.flush()
         return self.store.iter_events(make_filter(**filters))
 
     def export(self, out: IO[str], *, format: ExportFormat = "jsonl", **filters: Any) -> int:
@@ -254,9 +262,15 @@ class Meter(QueueMethods):
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
+    def flush(self) -> int:
+        """Write journaled settles to the ledger now (reads do this first); returns how many."""
+        return 0 if self.journal is None else self.journal.flush()
+
     def close(self) -> None:
-        """Release the database and counter-store connections."""
+        """Flush the journal, then release the database and counter-store connections."""
         try:
+            if self.journal is not None:
+                self.journal.close()
             self.counters.close()
         finally:
             self.store.close()

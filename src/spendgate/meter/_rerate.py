@@ -36,6 +36,7 @@ def rerate(
     errors: list[tuple[str, str]] = []
     applied: list[CostAdjustment] = []
     # Read everything first: adjusting while a cursor streams the same rows is not portable.
+    meter.flush()
     events = list(meter.store.iter_events(make_filter(since=since, until=until, provider=provider, model=model)))
     for event in events:
         examined += 1
