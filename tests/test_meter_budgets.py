@@ -270,3 +270,16 @@ def test_rolling_window_limit(sqlite_url: str) -> None:
         assert m.authorize(api_key_id="k1", provider="openai", model="gpt-4o", input_tokens=1).action is Action.DENY
         clock.advance(seconds=61)
         assert m.authorize(api_key_id="k1", provider="openai", model="gpt-4o", input_tokens=1).allowed
+
+
+def test_worst_case_without_max_tokens_is_the_models_maximum(sqlite_url: str) -> None:
+    with meter(sqlite_url, max_output_tokens={"my-llama": 2000}) as m:
+        m.set_limit(scope="global", amount=1000)
+        open_ended = m.authorize(provider="openai", model="gpt-4o", input_tokens=10).estimate
+        bounded = m.authorize(provider="openai", model="gpt-4o", input_tokens=10, max_tokens=50).estimate
+        assert open_ended is not None and open_ended.output_tokens == 16_384
+        assert bounded is not None and bounded.output_tokens == 50
+        unknown = m.authorize(provider="acme", model="mystery", input_tokens=10)
+        assert unknown.action is Action.DENY  # no price: a cost limit cannot be bounded
+        with pytest.raises(InvalidUsageError, match="max_tokens"):
+            m.authorize(provider="openai", model="gpt-4o", max_tokens=-1)

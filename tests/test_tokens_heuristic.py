@@ -219,3 +219,16 @@ def test_token_count_arithmetic() -> None:
     }
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.text = 1  # type: ignore[misc]
+
+
+def test_max_output_tokens_by_longest_prefix() -> None:
+    from spendgate.tokens import max_output_tokens
+
+    assert max_output_tokens("gpt-4o-2024-08-06") == 16_384
+    assert max_output_tokens("gpt-4") == 8_192
+    assert max_output_tokens("gpt-4-turbo-preview") == 4_096
+    assert max_output_tokens("openai/o1-mini") == 65_536
+    assert max_output_tokens("claude-sonnet-4-20250514") == 64_000
+    assert max_output_tokens("my-finetune") is None
+    assert max_output_tokens("my-finetune-v2", {"my-finetune": 2048}) == 2048
+    assert max_output_tokens("gpt-4o", {"gpt-4o": 1000}) == 1000

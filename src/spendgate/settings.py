@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Worst-case output tokens assumed when a request sets no max_tokens and the model's is unknown.",
     )
+    max_output_tokens: dict[str, int] = Field(
+        default_factory=dict,
+        description="Most output tokens per model (by name prefix), correcting or extending spendgate's table; "
+        "a request's worst case uses it when the request sets no max_tokens.",
+    )
     policy_refresh_s: float = Field(
         default=1.0,
         ge=0,

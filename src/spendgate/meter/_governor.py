@@ -43,6 +43,7 @@ from spendgate.meter._authorization import Authorization, Hold, RateHold, actual
 from spendgate.meter._policy import Policy, PolicyCache, scope_filter
 from spendgate.pricing import PriceBook
 from spendgate.settings import Settings
+from spendgate.tokens import max_output_tokens
 from spendgate.usage import Usage
 
 __all__ = ["Governor"]
@@ -98,11 +99,7 @@ class Governor:
         """The worst case of a call, or None when the model has no price (cost limits can't be bounded)."""
         model_max = self._max_output.get((provider, model), 0)
         if model_max == 0:
-            try:
-                info = self.prices.price(provider, model)
-            except PricingError:
-                return None
-            model_max = getattr(info, "max_output_tokens", None)
+            model_max = max_output_tokens(model, self.settings.max_output_tokens)
             self._max_output[(provider, model)] = model_max
         output = worst_case_output_tokens(max_tokens, model_max, self.settings.output_token_cap)
         try:

@@ -17,6 +17,7 @@ from spendgate.tokens._count import TokenCount
 from spendgate.tokens._counter import CacheInfo, TokenCounter
 from spendgate.tokens._encodings import ENCODING_NAMES, encoding_name_for_model, get_encoding
 from spendgate.tokens._heuristic import Heuristic
+from spendgate.tokens._limits import MAX_OUTPUT_TOKENS, max_output_tokens
 from spendgate.tokens._media import (
     anthropic_image_tokens,
     audio_tokens,
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_CHARS_PER_TOKEN",
     "ENCODING_NAMES",
     "Heuristic",
+    "MAX_OUTPUT_TOKENS",
     "StreamAccumulator",
     "TokenCount",
     "TokenCounter",
@@ -44,6 +46,7 @@ __all__ = [
     "get_encoding",
     "image_size",
     "image_tokens",
+    "max_output_tokens",
     "openai_image_tokens",
     "video_tokens",
 ]
