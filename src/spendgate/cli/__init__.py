@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from spendgate.cli import _ledger, _prices
+from spendgate.cli import _budgets, _ledger, _prices
 
 __all__ = ["app", "main"]
 
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 _prices.register(app)
 _ledger.register(app)
+_budgets.register(app)
 
 
 def main() -> None:
