@@ -17,6 +17,7 @@ PACKAGES = [
     "spendgate.testing",
     "spendgate.counters",
     "spendgate.budgets",
+    "spendgate.integrations",
 ]
 
 

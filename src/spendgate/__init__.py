@@ -26,6 +26,7 @@ from spendgate.usage import Usage
 
 if TYPE_CHECKING:
     from spendgate.budgets import Action
+    from spendgate.integrations import instrument
     from spendgate.ledger import EventFilter, UsageEvent, UsageSummary
     from spendgate.meter import AsyncMeter, Authorization, Meter, Recorded, RerateReport
     from spendgate.pricing import CostBreakdown, FallbackPrice, PriceBook, PriceOverride
@@ -49,6 +50,7 @@ _LAZY = {
     "PriceOverride": "spendgate.pricing",
     "TokenCount": "spendgate.tokens",
     "TokenCounter": "spendgate.tokens",
+    "instrument": "spendgate.integrations",
 }
 
 
@@ -94,4 +96,5 @@ __all__ = [
     "UsageEvent",
     "UsageSummary",
     "__version__",
+    "instrument",
 ]

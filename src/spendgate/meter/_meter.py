@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from spendgate.clock import Clock, SystemClock
 from spendgate.counters import CounterStore, open_counters
@@ -23,6 +23,8 @@ from spendgate.tokens import TokenCount, TokenCounter
 from spendgate.usage import Usage
 
 __all__ = ["Meter", "RerateReport"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +261,16 @@ class Meter(QueueMethods):
         from spendgate.meter._rerate import rerate
 
         return rerate(self, since=since, until=until, provider=provider, model=model, reason=reason, dry_run=dry_run)
+
+    def track(self, *, provider: str, model: str | None = None, **identity: Any) -> Callable[[F], F]:
+        """Decorate a function that calls a provider: authorize before, settle after (see docs/integrations.md).
+
+        ``identity``: ``user_id``, ``team_id``, ``api_key_id``, ``session_id``, ``tier``, ``tags``,
+        ``request_type``. Raises :class:`~spendgate.errors.BudgetExceeded` when the call is not allowed.
+        """
+        from spendgate.integrations import track
+
+        return track(self, provider=provider, model=model, **identity)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
