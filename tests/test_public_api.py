@@ -18,6 +18,7 @@ PACKAGES = [
     "spendgate.counters",
     "spendgate.budgets",
     "spendgate.integrations",
+    "spendgate.server",
 ]
 
 

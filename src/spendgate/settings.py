@@ -10,10 +10,35 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "Upstream"]
+
+
+class Upstream(BaseModel):
+    """One provider the gateway forwards to: any OpenAI-compatible server (Ollama, vLLM) can be one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(description="e.g. https://api.openai.com/v1 or http://127.0.0.1:11434/v1.")
+    api_key_env: str | None = Field(default=None, description="Environment variable holding the provider's key.")
+    wire: Literal["openai", "anthropic"] = Field(default="openai", description="The API's wire format.")
+    models: list[str] = Field(default_factory=list, description="Model name prefixes routed to this provider.")
+    timeout_s: float = Field(default=120.0, gt=0, description="Seconds before an upstream call times out.")
+
+
+def _default_upstreams() -> dict[str, Upstream]:
+    return {
+        "openai": Upstream(
+            base_url="https://api.openai.com/v1",
+            api_key_env="OPENAI_API_KEY",
+            models=["gpt-", "chatgpt-", "o1", "o3", "o4", "text-embedding-"],
+        ),
+        "anthropic": Upstream(
+            base_url="https://api.anthropic.com", api_key_env="ANTHROPIC_API_KEY", wire="anthropic", models=["claude"]
+        ),
+    }
 
 
 class Settings(BaseSettings):
@@ -94,6 +119,22 @@ class Settings(BaseSettings):
     downgrade_chains: dict[str, list[str]] | None = Field(
         default=None, description="Model -> cheaper 'provider/model' alternatives; default: the seeds' chains."
     )
+
+    master_key: SecretStr | None = Field(
+        default=None, description="Bootstrap admin key for the service (SPENDGATE_MASTER_KEY); at least 16 characters."
+    )
+    host: str = Field(default="127.0.0.1", description="Address the service listens on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port the service listens on.")
+    upstreams: dict[str, Upstream] = Field(
+        default_factory=_default_upstreams, description="Providers the gateway forwards to, by provider id."
+    )
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_key_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from spendgate.cli import _budgets, _ledger, _prices
+from spendgate.cli import _budgets, _ledger, _prices, _serve
 
 __all__ = ["app", "main"]
 
@@ -18,6 +18,7 @@ app = typer.Typer(
 _prices.register(app)
 _ledger.register(app)
 _budgets.register(app)
+_serve.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,49 @@
+"""`spendgate serve`: run the service (gateway, metering and admin APIs) with uvicorn."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from spendgate.cli._common import DatabaseOpt, build_settings, fail
+
+__all__ = ["register"]
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address (default $SPENDGATE_HOST or 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default $SPENDGATE_PORT or 8080).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (needs redis:// counters when > 1).")] = 1,
+    counters_url: Annotated[str | None, typer.Option(help="memory:// or redis://host:6379/0.")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Start the service on the configured ledger (SQLite by default)."""
+    if database_url is not None:
+        os.environ["SPENDGATE_DATABASE_URL"] = database_url
+    if counters_url is not None:
+        os.environ["SPENDGATE_COUNTERS_URL"] = counters_url
+    settings = build_settings()
+    if workers > 1 and settings.counters_url.startswith("memory://"):
+        raise fail(
+            f"--workers {workers} with memory:// counters would give each worker its own budget counters, so every "
+            f"limit would allow {workers} times its amount. Use --counters-url redis://127.0.0.1:6379/0 (shared by "
+            "all workers), or one worker.",
+            2,
+        )
+    import uvicorn
+
+    uvicorn.run(
+        "spendgate.server._app:app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)

@@ -1,0 +1,8 @@
+"""The spendgate service: an OpenAI/Anthropic-compatible gateway, the metering API and the admin API."""
+
+from __future__ import annotations
+
+from spendgate.server._app import create_app
+from spendgate.server._identity import ApiKey, IdentityStore, Principal, Team, User
+
+__all__ = ["ApiKey", "IdentityStore", "Principal", "Team", "User", "create_app"]

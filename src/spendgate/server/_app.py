@@ -1,0 +1,55 @@
+"""`create_app(settings)`: the FastAPI application of the spendgate service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from spendgate.clock import Clock
+from spendgate.meter import Meter
+from spendgate.server import _health
+from spendgate.server._deps import Services
+from spendgate.server._errors import install_error_handlers
+from spendgate.server._identity import IdentityStore
+from spendgate.settings import Settings
+
+__all__ = ["app_from_env", "create_app"]
+
+
+def create_app(settings: Settings | None = None, *, meter: Meter | None = None, clock: Clock | None = None) -> FastAPI:
+    """The service: gateway, metering and admin APIs. Nothing is opened until the app starts (lifespan)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = meter is None
+        m = meter or Meter(settings=settings, clock=clock)
+        app.state.services = Services(settings=settings, meter=m, identity=IdentityStore(m.store.control, m.clock))
+        try:
+            yield
+        finally:
+            if own:
+                m.close()
+
+    app = FastAPI(
+        title="spendgate",
+        summary="Meter, price and govern LLM usage.",
+        version=_version(),
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(_health.router)
+    return app
+
+
+def _version() -> str:
+    from spendgate import __version__
+
+    return __version__
+
+
+def app_from_env() -> FastAPI:
+    """The app configured from ``SPENDGATE_*`` variables (what ``spendgate serve`` runs in each worker)."""
+    return create_app(Settings())

@@ -1,0 +1,79 @@
+"""Request dependencies: the shared services, and the caller's identity and role."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from spendgate.meter import Meter
+from spendgate.server._errors import ApiError
+from spendgate.server._identity import IdentityStore, Principal
+from spendgate.settings import Settings
+
+__all__ = ["Admin", "Caller", "Reader", "Services", "ServicesDep", "services"]
+
+
+@dataclass
+class Services:
+    """What routes share, built once in the app's lifespan."""
+
+    settings: Settings
+    meter: Meter
+    identity: IdentityStore
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def _token(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth and auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def caller(request: Request, svc: ServicesDep) -> Principal:
+    """The principal of the request's API key (``Authorization: Bearer`` or ``x-api-key``); 401 otherwise."""
+    token = _token(request)
+    if not token:
+        raise ApiError(401, "authentication_error", "an API key is required: Authorization: Bearer <key>")
+    master = svc.settings.master_key
+    if master is not None and hmac.compare_digest(token.encode(), master.get_secret_value().encode()):
+        return Principal(role="admin", key_id="master")
+    principal = svc.identity.verify(token)
+    if principal is None:
+        raise ApiError(401, "authentication_error", "invalid, expired or revoked API key")
+    return principal
+
+
+def reader(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+    """Admins and viewers read everything; members only what :func:`own` allows."""
+    return principal
+
+
+def admin(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+    if not principal.is_admin:
+        raise ApiError(403, "permission_error", "this needs an admin key")
+    return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
+Reader = Annotated[Principal, Depends(reader)]
+Admin = Annotated[Principal, Depends(admin)]
+
+
+def own(principal: Principal, user_id: str | None) -> str | None:
+    """The user a query may cover: anyone for admins/viewers; a member only themselves (403 otherwise)."""
+    if principal.can_read_all:
+        return user_id
+    if user_id is not None and user_id != principal.user_id:
+        raise ApiError(403, "permission_error", "members can only see their own usage")
+    return principal.user_id
