@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from spendgate.clock import Clock
 from spendgate.meter import Meter
-from spendgate.server import _health
+from spendgate.server import _admin, _gateway, _health, _metering
 from spendgate.server._deps import Services
 from spendgate.server._errors import install_error_handlers
 from spendgate.server._identity import IdentityStore
@@ -41,6 +41,9 @@ def create_app(settings: Settings | None = None, *, meter: Meter | None = None, 
     )
     install_error_handlers(app)
     app.include_router(_health.router)
+    app.include_router(_gateway.router)
+    app.include_router(_metering.router)
+    app.include_router(_admin.router)
     return app
 
 
