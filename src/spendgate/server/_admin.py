@@ -1,9 +1,26 @@
-"""The admin routes (being built)."""
+"""The admin API under ``/api/v1``: users, teams, keys, limits, controls, prices, usage and the audit log.
+
+One router module per resource (``_adm_*.py``); this one puts them together. Roles: admin (everything),
+viewer (every GET), member (their own usage, budget status and keys; rotating their own key). See docs/api.md.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from spendgate.server import (
+    _adm_audit,
+    _adm_controls,
+    _adm_keys,
+    _adm_limits,
+    _adm_prices,
+    _adm_teams,
+    _adm_usage,
+    _adm_users,
+)
+
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(prefix="/api/v1")
+for _module in (_adm_users, _adm_teams, _adm_keys, _adm_limits, _adm_controls, _adm_prices, _adm_usage, _adm_audit):
+    router.include_router(_module.router)
