@@ -13,9 +13,7 @@ __all__ = ["register"]
 
 
 def serve(
-    host: Annotated[
-        str | None, typer.Option(help="Address (default $SPENDGATE_HOST or 127.0.0.1).")
-    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address (default $SPENDGATE_HOST or 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default $SPENDGATE_PORT or 8080).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (needs redis:// counters when > 1).")] = 1,
     counters_url: Annotated[str | None, typer.Option(help="memory:// or redis://host:6379/0.")] = None,
