@@ -112,7 +112,7 @@ def test_price_versions_are_added_never_edited(env: Env) -> None:
     assert env.call("GET", "/api/v1/prices/selfhost/nope").status_code == 404
     assert env.call("PATCH", "/api/v1/prices/selfhost/llama-70b@2026-01-01", json={}).status_code == 405
     bad = env.call("POST", "/api/v1/prices", json={**v1, "effective_from": "2026-05-01", "input": "-1"})
-    assert bad.status_code == 400
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "input"
 
 
 def test_every_change_is_audited_with_its_actor(env: Env) -> None:

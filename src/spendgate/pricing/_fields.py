@@ -37,6 +37,11 @@ class FieldError(ConfigurationError):
         self.path = path
         self.reason = reason
 
+    @property
+    def field(self) -> str:
+        """The field's path, under the name every spendgate error uses for it."""
+        return self.path
+
     def within(self, prefix: str) -> FieldError:
         """The same error, located inside ``prefix`` (``overrides[2]``, a file name...)."""
         if not prefix:
