@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,3 +105,23 @@ def test_settings_validation(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings(exchange_rates={"EUR": Decimal("0")})
     with pytest.raises(ValueError, match="extra"):
         Settings(databse_url="sqlite:///typo.db")  # type: ignore[call-arg]
+
+
+def test_settings_from_a_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tmp_path / "spendgate.toml"
+    toml.write_text(
+        'database_url = "sqlite:///from-file.db"\nport = 9000\n\n[upstreams.local]\nbase_url = "http://127.0.0.1:11434/v1"\n'
+        'models = ["llama"]\n'
+    )
+    monkeypatch.setenv("SPENDGATE_CONFIG", str(toml))
+    monkeypatch.setenv("SPENDGATE_PORT", "9100")  # the environment wins over the file
+    s = Settings()
+    assert s.database_url == "sqlite:///from-file.db" and s.port == 9100
+    assert s.upstreams["local"].models == ["llama"] and s.upstreams["local"].wire == "openai"
+    yaml_file = tmp_path / "spendgate.yaml"
+    yaml_file.write_text("counters_url: redis://127.0.0.1:6379/0\nqueue_enabled: true\n")
+    monkeypatch.setenv("SPENDGATE_CONFIG", str(yaml_file))
+    assert Settings().queue_enabled is True
+    monkeypatch.setenv("SPENDGATE_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ValueError, match="no such file"):
+        Settings()

@@ -6,12 +6,19 @@ Nothing in spendgate reads configuration from module globals; build a `Settings`
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
 
 __all__ = ["Settings", "Upstream"]
 
@@ -42,9 +49,31 @@ def _default_upstreams() -> dict[str, Upstream]:
 
 
 class Settings(BaseSettings):
-    """spendgate's configuration. Environment variables use the prefix ``SPENDGATE_``."""
+    """spendgate's configuration.
+
+    From, highest priority first: keyword arguments, ``SPENDGATE_*`` environment variables, the TOML or
+    YAML file named by ``SPENDGATE_CONFIG`` (same field names), then the defaults.
+    """
 
     model_config = SettingsConfigDict(env_prefix="SPENDGATE_", extra="forbid", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get("SPENDGATE_CONFIG")
+        if not path:
+            return (init_settings, env_settings)
+        if not Path(path).is_file():
+            raise ValueError(f"SPENDGATE_CONFIG={path!r}: no such file")
+        if path.endswith((".yaml", ".yml")):
+            return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
 
     database_url: str = Field(
         default="sqlite:///spendgate.db",
