@@ -65,7 +65,7 @@ def test_a_key_is_shown_once_and_works_until_revoked(env: Env) -> None:
     assert created.status_code == 201
     key = created.json()
     secret, key_id = key["key"], key["key_id"]
-    assert secret.startswith(f"sg-{key_id}-") and key["team_id"] == "ml"  # the user's team
+    assert secret.startswith(f"sk-sg-{key_id}-") and key["team_id"] == "ml"  # the user's team
     principal = env.ids.verify(secret)
     assert principal is not None and (principal.role, principal.user_id, principal.tier) == ("member", "ann", "premium")
 
@@ -100,7 +100,7 @@ def test_rotation_and_expiry(env: Env) -> None:
     assert env.client.get("/api/v1/users", headers={"x-api-key": new["key"]}).status_code == 401
     assert env.call("POST", f"/api/v1/keys/{new['key_id']}/rotate").status_code == 409
 
-    own = env.tokens["member"].split("-")[1]
+    own = env.tokens["member"].split("-")[2]
     mine = env.call("POST", f"/api/v1/keys/{own}/rotate", "member")
     assert mine.status_code == 201 and mine.json()["user_id"] == "ann"
     assert env.call("GET", "/api/v1/usage/summary", "member").status_code == 401

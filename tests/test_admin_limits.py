@@ -13,7 +13,7 @@ ANN_DAY = "user:ann|cost|day|UTC"
 
 
 def _actor(env: Env, role: str = "admin") -> str:
-    return f"key:{env.tokens[role].split('-')[1]}"
+    return f"key:{env.tokens[role].split('-')[2]}"
 
 
 def test_limit_round_trip(env: Env) -> None:

@@ -45,7 +45,7 @@ class Row:
 
 
 def _key_id(token: str) -> str:
-    return token.split("-")[1]
+    return token.split("-")[2]
 
 
 U = "/api/v1"
@@ -93,6 +93,8 @@ ROWS = [
     Row("GET", f"{U}/usage/projection", f"{U}/usage/projection", 200, 200, 200),
     Row("GET", f"{U}/usage/export", f"{U}/usage/export", 200, 200, 200, params={"format": "csv"}),
     Row("GET", f"{U}/usage/export", f"{U}/usage/export", 403, 200, 200, params={"user_id": "bob"}),
+    Row("GET", f"{U}/export", f"{U}/export", 200, 200, 200, params={"format": "json"}),
+    Row("GET", f"{U}/export", f"{U}/export", 403, 200, 200, params={"user_id": "bob"}),
     Row("GET", f"{U}/users/{{user_id}}/usage", f"{U}/users/ann/usage", 200, 200, 200),
     Row("GET", f"{U}/users/{{user_id}}/usage", f"{U}/users/bob/usage", 403, 200, 200),
     Row("GET", f"{U}/budgets/status", f"{U}/budgets/status", 200, 200, 200),

@@ -21,7 +21,7 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     )
     assert made.exit_code == 0, made.stderr
     key = json.loads(made.stdout)
-    assert key["secret"].startswith(f"sg-{key['key_id']}-") and "hash" not in key
+    assert key["secret"].startswith(f"sk-sg-{key['key_id']}-") and "hash" not in key
     with Meter(database_url=db) as meter:
         principal = IdentityStore(meter.store.control, meter.clock).verify(key["secret"])
         assert principal is not None and principal.user_id == "ann"

@@ -64,7 +64,7 @@ def test_authorize_settle_holds_a_hard_limit_and_settle_is_idempotent(env: Env) 
     assert exhausted.json()["allowed"] is False and exhausted.json()["limit"]["id"] == limit.id
     event = env.meter.store.get(body["reservation_id"])
     assert event is not None and (event.user_id, event.team_id, event.latency_ms) == ("ann", "ml", 120)
-    assert event.api_key_id == env.tokens["member"].split("-")[1]
+    assert event.api_key_id == env.tokens["member"].split("-")[2]
 
 
 def test_a_settle_on_another_replica_finds_the_reservation(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_members_are_pinned_to_themselves_and_admins_meter_for_anyone(env: Env) 
     assert _settle(env, bobs["reservation_id"], role="admin").status_code == 200
     event = env.meter.store.get(bobs["reservation_id"])
     assert event is not None and (event.user_id, event.session_id, dict(event.tags)) == ("bob", "s1", {"app": "x"})
-    assert event.api_key_id == env.tokens["admin"].split("-")[1]
+    assert event.api_key_id == env.tokens["admin"].split("-")[2]
     stop = env.call("POST", "/api/v1/emergency-stops", json={"scope": "user:ann", "reason": "loop"})
     assert stop.status_code == 201
     stopped = _authorize(env)
@@ -151,16 +151,16 @@ def test_a_batch_of_1000_is_created_then_reported_duplicate(env: Env) -> None:
     assert first.status_code == 200
     body = first.json()
     assert (body["created"], body["duplicates"]) == (1000, 0)
-    assert [e["event_id"] for e in body["events"]] == [e["event_id"] for e in batch]
-    assert {e["status"] for e in body["events"]} == {"created"} and body["events"][0]["cost"] == "0.0035"
+    assert [e["event_id"] for e in body["results"]] == [e["event_id"] for e in batch]
+    assert {e["status"] for e in body["results"]} == {"created"} and body["results"][0]["cost"] == "0.0035"
     assert env.meter.summary().cost == PRICE * 1000
 
     retry = env.call("POST", "/api/v1/events", json={"events": batch}).json()
     assert (retry["created"], retry["duplicates"]) == (0, 1000)
-    assert {e["status"] for e in retry["events"]} == {"duplicate"}
+    assert {e["status"] for e in retry["results"]} == {"duplicate"}
 
     mixed = env.call("POST", "/api/v1/events", json={"events": _events(2, start=999)}).json()
-    assert [e["status"] for e in mixed["events"]] == ["duplicate", "created"]
+    assert [e["status"] for e in mixed["results"]] == ["duplicate", "created"]
     assert env.meter.store.count() == 1001
 
 
@@ -198,7 +198,7 @@ def test_member_events_are_pinned_and_unpriced_models_named(tmp_path: Path) -> N
         assert env.call("POST", "/api/v1/events", "member", json={"events": own}).status_code == 200
         stored = list(env.meter.events())
         assert {(e.user_id, e.team_id, e.api_key_id) for e in stored} == {
-            ("ann", "ml", env.tokens["member"].split("-")[1])
+            ("ann", "ml", env.tokens["member"].split("-")[2])
         }
         unpriced = [*_events(2, 10), *_events(1, 20, model="no-such-model-xyz")]
         answer = env.call("POST", "/api/v1/events", json={"events": unpriced})

@@ -53,7 +53,7 @@ def test_health_and_readiness(client: TestClient) -> None:
 def test_errors_are_json_with_the_right_status(client: TestClient) -> None:
     missing = client.get("/whoami")
     assert missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error"
-    bad = client.get("/whoami", headers={"Authorization": "Bearer sg-nope-nope"})
+    bad = client.get("/whoami", headers={"Authorization": "Bearer sk-sg-nope-nope"})
     assert bad.status_code == 401
     assert client.get("/nowhere").json()["error"]["type"] == "not_found"
     assert client.get("/whoami", headers={"x-api-key": MASTER}).json() == {"role": "admin", "user": None}
@@ -69,7 +69,7 @@ def test_keys_roles_expiry_revocation_and_rotation(settings: Settings) -> None:
     member, member_token = ids.create_key(role="member", user_id="ann", team_id="ml", name="laptop", actor="admin")
     viewer, viewer_token = ids.create_key(role="viewer", actor="admin", expires_at=T0 + timedelta(days=1))
     _, gone_token = ids.create_key(role="member", user_id="gone", actor="admin")
-    assert member_token.startswith(f"sg-{member.key_id}-") and member_token not in repr(member)
+    assert member_token.startswith(f"sk-sg-{member.key_id}-") and member_token not in repr(member)
     principal = ids.verify(member_token)
     assert principal is not None and (principal.role, principal.user_id, principal.tier) == ("member", "ann", "premium")
     assert ids.verify(member_token[:-1] + ("A" if member_token[-1] != "A" else "B")) is None

@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -157,6 +157,23 @@ class Settings(BaseSettings):
     upstreams: dict[str, Upstream] = Field(
         default_factory=_default_upstreams, description="Providers the gateway forwards to, by provider id."
     )
+    openai_base_url: str | None = Field(
+        default=None, description="Shortcut for upstreams.openai.base_url (OpenAI's convention: ends in /v1)."
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, description="Shortcut for upstreams.anthropic.base_url (no /v1: spendgate adds /v1/messages)."
+    )
+
+    @model_validator(mode="after")
+    def _base_url_shortcuts(self) -> Settings:
+        upstreams = dict(self.upstreams)
+        for provider, url in (("openai", self.openai_base_url), ("anthropic", self.anthropic_base_url)):
+            if url is None:
+                continue
+            current = upstreams.get(provider) or _default_upstreams()[provider]
+            upstreams[provider] = current.model_copy(update={"base_url": url.rstrip("/")})
+        object.__setattr__(self, "upstreams", upstreams)
+        return self
 
     @field_validator("master_key")
     @classmethod

@@ -222,6 +222,12 @@ def export_chunks(events: Iterator[UsageEvent], fmt: Literal["csv", "json", "jso
 
 
 @router.get(
+    "/export",
+    summary="Every matching event as CSV, a JSON array or JSON lines, streamed (the same as /usage/export)",
+    response_class=StreamingResponse,
+    responses={**errors(400), 200: {"content": {media: {} for media in _MEDIA.values()}}},
+)
+@router.get(
     "/usage/export",
     summary="Every matching event as CSV, a JSON array or JSON lines, streamed (any size)",
     response_class=StreamingResponse,

@@ -1,6 +1,6 @@
 """Who is calling: users, teams and API keys, stored in the ledger database's control store.
 
-An API key is shown once at creation: ``sg-<key id>-<secret>``. Only a SHA-256 of the whole token is
+An API key is shown once at creation: ``sk-sg-<key id>-<secret>``. Only a SHA-256 of the whole token is
 stored; verification looks the key up by its id (no scan) and compares hashes in constant time.
 """
 
@@ -22,7 +22,7 @@ __all__ = ["ApiKey", "IdentityStore", "Principal", "Role", "Team", "User"]
 
 Role = Literal["admin", "viewer", "member"]
 ROLES: tuple[Role, ...] = ("admin", "viewer", "member")
-_PREFIX = "sg-"
+_PREFIX = "sk-sg-"
 
 
 def _hash(token: str) -> str:

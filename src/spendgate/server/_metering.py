@@ -9,6 +9,7 @@ Members are pinned to their own user (and team and key); admins may meter for an
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from spendgate.errors import InvalidUsageError, UnknownModelError
+from spendgate.errors import InvalidUsageError, SpendgateError, UnknownModelError
 from spendgate.meter import Authorization, Recorded
 from spendgate.server._adm_common import Writer, actor_of, errors, money
 from spendgate.server._adm_reservations import Reservations
@@ -25,6 +26,8 @@ from spendgate.server._deps import Services, ServicesDep
 from spendgate.server._errors import ApiError
 from spendgate.server._identity import Principal, User
 from spendgate.usage import Usage
+
+log = logging.getLogger("spendgate.server")
 
 __all__ = ["MAX_BATCH", "router"]
 
@@ -261,12 +264,32 @@ def record_events(body: EventBatch, principal: Writer, svc: ServicesDep) -> dict
     except UnknownModelError:
         _name_unpriced(svc, events)
         raise
+    _create_unknown_users(svc, events, actor_of(principal))
     created = sum(not r.duplicate for r in results)
     return {
         "created": created,
         "duplicates": len(results) - created,
-        "events": [{**_recorded(r), "status": "duplicate" if r.duplicate else "created"} for r in results],
+        "results": [{**_recorded(r), "status": "duplicate" if r.duplicate else "created"} for r in results],
     }
+
+
+def _create_unknown_users(svc: Services, events: list[dict[str, Any]], actor: str) -> None:
+    """Users that other systems' usage names but spendgate has not seen yet are created on the fly.
+
+    The events are already recorded: a user that cannot be created (a race with another replica, an
+    invalid id) never loses them.
+    """
+    seen: dict[str, str | None] = {}
+    for event in events:
+        user_id = event.get("user_id")
+        if isinstance(user_id, str) and user_id not in seen:
+            seen[user_id] = event.get("team_id") if isinstance(event.get("team_id"), str) else None
+    for user_id, team_id in seen.items():
+        if svc.identity.get_user(user_id) is None:
+            try:
+                svc.identity.put_user(User(user_id=user_id, team_id=team_id), actor=actor, create=True)
+            except SpendgateError as exc:
+                log.warning("could not create user %r named by recorded events: %s", user_id, exc)
 
 
 def _name_unpriced(svc: Services, events: list[dict[str, Any]]) -> None:
