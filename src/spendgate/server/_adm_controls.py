@@ -24,7 +24,7 @@ class StopCreate(BaseModel):
     scope: str = "global"
     scope_id: str | None = None
     reason: str = Field(min_length=1, max_length=1000)
-    cooldown_s: int | None = Field(default=None, gt=0)
+    cooldown_s: int | None = Field(default=None, gt=0, le=10 * 366 * 86_400)  # at most ten years
 
 
 class StopPublic(Public):
