@@ -12,6 +12,7 @@ is the budget check.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -103,8 +104,10 @@ def backend(counters_url: str, calls: int, threads: list[int], journal: bool = F
 def measure(meter: Meter, calls: int, threads: list[int], out: dict[str, Any]) -> None:
     setup(meter)
     run(meter, 200, 1, settle=True)  # warm-up
+    gc.collect()  # a full collection left pending by the warm-up would land inside the next phase
     out["authorize_only"] = authorize_only(meter, calls)
     for n in threads:
+        gc.collect()
         out[f"authorize_settle_{n}_threads"] = run(meter, calls, n, settle=True)
 
 

@@ -15,7 +15,7 @@ grants, actions and downgrade chains.
 
 from __future__ import annotations
 
-from spendgate.budgets._check import BudgetConfigError
+from spendgate.budgets._check import MAX_AMOUNT, BudgetConfigError
 from spendgate.budgets._decide import decide
 from spendgate.budgets._decision import Decision, DecisionOptions, LimitCheck
 from spendgate.budgets._downgrade import DowngradeChains, ModelRef
@@ -24,6 +24,7 @@ from spendgate.budgets._enums import Action, Level, Metric, Period, Verdict
 from spendgate.budgets._estimate import DEFAULT_OUTPUT_CAP, LimitState, RequestEstimate, worst_case_output_tokens
 from spendgate.budgets._grants import Grant, Recurrence, effective_amount, grant_contribution
 from spendgate.budgets._limit import DEFAULT_THRESHOLDS, Limit, crossed_thresholds, utilization
+from spendgate.budgets._quiet import QuietTest, allows_quietly
 from spendgate.budgets._ratelimit import RateLimit
 from spendgate.budgets._scope import DIMENSIONS, RequestContext, Scope
 from spendgate.budgets._tiers import TierLimit, TierPolicy, TierTable
@@ -46,9 +47,11 @@ __all__ = [
     "Limit",
     "LimitCheck",
     "LimitState",
+    "MAX_AMOUNT",
     "Metric",
     "ModelRef",
     "Period",
+    "QuietTest",
     "RateLimit",
     "Recurrence",
     "RequestContext",
@@ -60,6 +63,7 @@ __all__ = [
     "Verdict",
     "Window",
     "active_breakers",
+    "allows_quietly",
     "crossed_thresholds",
     "decide",
     "effective_amount",

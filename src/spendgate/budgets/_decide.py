@@ -34,6 +34,7 @@ from spendgate.budgets._emergency import CircuitBreaker, EmergencyState
 from spendgate.budgets._enums import Action, Level, Verdict
 from spendgate.budgets._estimate import LimitState, RequestEstimate
 from spendgate.budgets._limit import Limit, utilization
+from spendgate.budgets._quiet import applies, governing
 from spendgate.budgets._scope import RequestContext
 from spendgate.budgets._tiers import TierPolicy, TierTable
 
@@ -127,10 +128,6 @@ def _retry_after(
     return None
 
 
-def _shape(limit: Limit) -> tuple[object, ...]:
-    return (limit.scope, limit.metric, limit.period, limit.rolling_seconds)
-
-
 @dataclass(frozen=True, slots=True)
 class _Judge:
     """Evaluates limits for one decision, for the requested model and for each candidate."""
@@ -142,19 +139,12 @@ class _Judge:
 
     def applicable(self, ctx: RequestContext) -> list[LimitState]:
         """Enabled limits matching ``ctx`` and its tier, tier defaults shadowed by explicit limits dropped."""
-        hits = [
-            s
-            for s in self.states
-            if s.limit.enabled and s.limit.tier in (None, self.tier.name) and s.limit.scope.matches(ctx)
-        ]
-        explicit = {_shape(s.limit) for s in hits if s.limit.tier is None}
-        return [s for s in hits if s.limit.tier is None or _shape(s.limit) not in explicit]
+        mask = applies([s.limit for s in self.states], ctx, self.tier.name)
+        return [s for s, hit in zip(self.states, mask, strict=True) if hit]
 
     def governing(self, limit: Limit) -> TierPolicy:
         """The tier policy of an adaptive limit: its own tier's, else the user's."""
-        if limit.tier is not None and limit.tier in self.table.tiers:
-            return self.table.tiers[limit.tier]
-        return self.tier
+        return governing(self.table, self.tier, limit)
 
     def grace_open(self, state: LimitState, policy: TierPolicy) -> bool:
         """True while going over the hard limit is still allowed by the grace period."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spendgate.budgets._check import check_bool, check_int, iso
 from spendgate.budgets._downgrade import ModelRef
@@ -150,6 +151,9 @@ class Decision:
     window: record ``now`` as their ``first_exceeded_at`` (it starts the grace period). ``checks`` holds
     every applicable limit's check. ``note`` is the reason when no limit binds (none applies, or an
     emergency stop).
+
+    A decision from :meth:`deferred` (the plain ALLOW of the request path) computes ``binding`` and
+    ``checks`` on first access; it is otherwise indistinguishable from one built with every field.
     """
 
     action: Action
@@ -162,6 +166,43 @@ class Decision:
     first_exceeded: tuple[str, ...] = ()
     checks: tuple[LimitCheck, ...] = ()
     note: str = ""
+    _explain: Callable[[], Decision] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def deferred(cls, *, action: Action, provider: str, model: str, explain: Callable[[], Decision]) -> Decision:
+        """A decision whose ``binding`` and ``checks`` are taken from ``explain()`` when first read.
+
+        ``explain`` must return the full decision (from :func:`decide`) that has the same ``action``,
+        ``provider`` and ``model`` and no retry, alternative, breaker, first-exceeded limits or note:
+        the request path uses it for a plain ALLOW, where nobody may ever look at the figures.
+        """
+        self = object.__new__(cls)
+        put = object.__setattr__
+        put(self, "action", action)
+        put(self, "provider", provider)
+        put(self, "model", model)
+        put(self, "retry_after_s", None)
+        put(self, "alternative", None)
+        put(self, "breaker", None)
+        put(self, "first_exceeded", ())
+        put(self, "note", "")
+        put(self, "_explain", explain)
+        return self  # binding and checks stay unset: __getattr__ fills them in
+
+    if not TYPE_CHECKING:  # keep attribute typos visible to mypy
+
+        def __getattr__(self, name: str) -> Any:
+            # Only called for an unset slot, which only a deferred decision has (binding and checks).
+            if name not in ("binding", "checks"):
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            explain = object.__getattribute__(self, "_explain")
+            if explain is not None:  # None: another thread filled them in meanwhile
+                full = explain()
+                assert (full.action, full.provider, full.model) == (self.action, self.provider, self.model), full
+                object.__setattr__(self, "binding", full.binding)
+                object.__setattr__(self, "checks", full.checks)
+                object.__setattr__(self, "_explain", None)  # drop the inputs it held
+            return object.__getattribute__(self, name)
 
     @property
     def allowed(self) -> bool:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from spendgate.budgets._check import BudgetConfigError, check_aware, check_decimal, check_int, check_text
+from spendgate.budgets._check import MAX_AMOUNT, BudgetConfigError, check_aware, check_decimal, check_int, check_text
 from spendgate.budgets._enums import Metric
 from spendgate.budgets._limit import Limit
 from spendgate.budgets._windows import Window
@@ -15,6 +15,7 @@ __all__ = ["DEFAULT_OUTPUT_CAP", "LimitState", "RequestEstimate", "worst_case_ou
 
 #: Output tokens assumed for a request that sets no ``max_tokens`` on a model of unknown maximum.
 DEFAULT_OUTPUT_CAP = 4096
+_MAX_TOKENS = 10**12  # check_int's default bound
 
 
 def worst_case_output_tokens(max_tokens: int | None, model_max_output: int | None, configured_cap: int = 4096) -> int:
@@ -24,6 +25,15 @@ def worst_case_output_tokens(max_tokens: int | None, model_max_output: int | Non
     the provider never returns more); else the model's maximum output; else ``configured_cap``
     (:data:`DEFAULT_OUTPUT_CAP`, 4,096, unless configured).
     """
+    if (
+        type(configured_cap) is int
+        and 1 <= configured_cap <= _MAX_TOKENS
+        and (model_max_output is None or (type(model_max_output) is int and 1 <= model_max_output <= _MAX_TOKENS))
+        and (max_tokens is None or (type(max_tokens) is int and 0 <= max_tokens <= _MAX_TOKENS))
+    ):  # plain ints in range (the request path): what the checks below would let through unchanged
+        if max_tokens is not None:
+            return max_tokens if model_max_output is None else min(max_tokens, model_max_output)
+        return model_max_output if model_max_output is not None else configured_cap
     cap = check_int("configured_cap", configured_cap, low=1)
     model_max = None if model_max_output is None else check_int("model_max_output", model_max_output, low=1)
     if max_tokens is not None:
@@ -52,6 +62,30 @@ class RequestEstimate:
         object.__setattr__(self, "cost", check_decimal("cost", self.cost))
         check_int("input_tokens", self.input_tokens)
         check_int("output_tokens", self.output_tokens)
+
+    @classmethod
+    def trusted(
+        cls, *, provider: str, model: str, cost: Decimal, input_tokens: int, output_tokens: int
+    ) -> RequestEstimate:
+        """The estimate, checking only ``cost``: for a caller that validated the rest (the request path).
+
+        ``provider`` and ``model`` must have passed the constructor's checks before (the governor builds
+        one estimate per model the validating way first) and the token counts must be integers from 0
+        to 10**12 (a :class:`~spendgate.usage.Usage` holds them). A cost the constructor would refuse
+        still goes through it, and raises.
+        """
+        if type(cost) is not Decimal or not cost.is_finite() or not 0 <= cost <= MAX_AMOUNT:
+            return cls(
+                provider=provider, model=model, cost=cost, input_tokens=input_tokens, output_tokens=output_tokens
+            )
+        self = object.__new__(cls)
+        put = object.__setattr__
+        put(self, "provider", provider)
+        put(self, "model", model)
+        put(self, "cost", cost + 0)  # as check_decimal normalises it
+        put(self, "input_tokens", input_tokens)
+        put(self, "output_tokens", output_tokens)
+        return self
 
     @property
     def requests(self) -> int:

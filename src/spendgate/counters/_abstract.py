@@ -32,6 +32,10 @@ def _check_name(field: str, value: object) -> str:
 
 
 def _check_time(field: str, value: object, *, positive: bool = False) -> float:
+    if type(value) is float and -math.inf < value < math.inf:  # the usual case, checked quickly (NaN fails)
+        if positive and value <= 0:
+            raise ValueError(f"{field} must be positive, got {value!r}")
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{field} must be a finite number of seconds, got {value!r}")
     if positive and value <= 0:
@@ -66,15 +70,19 @@ class BaseCounterStore(ABC):
     # -- budgets: reservations and spend -------------------------------------------------------------
 
     def reserve(self, hold_id: str, items: Sequence[ReserveItem], *, ttl_s: float, now: float) -> ReserveResult:
-        _check_name("hold_id", hold_id)
+        if type(hold_id) is not str or not hold_id:
+            _check_name("hold_id", hold_id)
         now = _check_time("now", now)
         ttl_s = _check_time("ttl_s", ttl_s, positive=True)
         checked = tuple(items)
         if not checked:
             raise ValueError("reserve needs at least one ReserveItem")
-        if not all(isinstance(item, ReserveItem) for item in checked):
-            raise TypeError("reserve items must be ReserveItem instances")
-        if len({item.key for item in checked}) != len(checked):
+        keys = set()
+        for item in checked:
+            if not isinstance(item, ReserveItem):
+                raise TypeError("reserve items must be ReserveItem instances")
+            keys.add(item.key)
+        if len(keys) != len(checked):
             raise ValueError("reserve items must name each key once")
         return self._reserve(hold_id, checked, now=now, ttl_s=ttl_s)
 
@@ -87,7 +95,10 @@ class BaseCounterStore(ABC):
         return self._settle(hold_id, _check_amounts("partial", partial), now=_check_time("now", now))
 
     def read(self, keys: Sequence[str], *, now: float) -> dict[str, CounterState]:
-        checked = tuple(dict.fromkeys(_check_name("key", key) for key in keys))
+        for key in keys:
+            if type(key) is not str or not key:
+                _check_name("key", key)
+        checked = tuple(dict.fromkeys(keys))
         return self._read(checked, now=_check_time("now", now)) if checked else {}
 
     def init(self, key: str, spent: int, *, expire_at: float | None) -> bool:

@@ -1,12 +1,15 @@
 """A set of names with deadlines that hands back the due ones cheaply (for the memory backend).
 
 A heap with lazy deletion: moving or discarding a name leaves its old heap entry behind, which is skipped
-when it surfaces; the heap is rebuilt when stale entries outnumber live ones four to one.
+when it surfaces; the heap is rebuilt when stale entries outnumber live ones four to one. ``next_due``
+(the earliest deadline in the heap, stale entries included) lets a caller skip ``pop_due`` while
+nothing can be due, which is almost always.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 
 __all__ = ["Deadlines"]
 
@@ -14,11 +17,13 @@ __all__ = ["Deadlines"]
 class Deadlines:
     """Names with deadlines (epoch seconds). Not thread-safe: the owner holds its lock."""
 
-    __slots__ = ("_due", "_heap")
+    __slots__ = ("_due", "_heap", "next_due")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, str]] = []
         self._due: dict[str, float] = {}
+        self.next_due = math.inf
+        """No name is due before this time (``inf`` when there are none): ``pop_due`` earlier returns []."""
 
     def __len__(self) -> int:
         return len(self._due)
@@ -28,13 +33,20 @@ class Deadlines:
 
     def set(self, name: str, deadline: float) -> None:
         """Give ``name`` a (new) deadline."""
-        if self._due.get(name) == deadline:
+        due, heap = self._due, self._heap
+        if due.get(name) == deadline:
             return
-        self._due[name] = deadline
-        heapq.heappush(self._heap, (deadline, name))
-        if len(self._heap) > 64 and len(self._heap) > 4 * len(self._due):
-            self._heap = [(when, key) for key, when in self._due.items()]
+        due[name] = deadline
+        heapq.heappush(heap, (deadline, name))
+        self.next_due = heap[0][0]
+        size = len(heap)
+        if size > 64 and size > 4 * len(due):
+            self._heap = [(when, key) for key, when in due.items()]
             heapq.heapify(self._heap)
+            self._settle()
+
+    def _settle(self) -> None:
+        self.next_due = self._heap[0][0] if self._heap else math.inf
 
     def discard(self, name: str) -> None:
         self._due.pop(name, None)
@@ -48,6 +60,7 @@ class Deadlines:
             if self._due.get(name) == deadline:
                 del self._due[name]
                 due.append(name)
+        self._settle()
         return due
 
     def pop_earliest(self) -> str | None:
@@ -57,5 +70,7 @@ class Deadlines:
             deadline, name = heapq.heappop(heap)
             if self._due.get(name) == deadline:
                 del self._due[name]
+                self._settle()
                 return name
+        self._settle()
         return None

@@ -2,12 +2,14 @@
 
 Time: hold and lease expiry use each call's ``now``; key expiry (``expire_at``) and garbage collection use
 the latest ``now`` the store has seen, which plays the part of the Redis server clock. Everything that
-expires sits in a :class:`Deadlines` heap and is dropped when due, so memory stays bounded by what is live.
+expires sits in a heap (a :class:`Deadlines`, or a counter's own heap of hold lapses) and is dropped when
+due, so memory stays bounded by what is live; while nothing is due, a call looks at no more than the heads.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import threading
 from dataclasses import dataclass, field
 
@@ -33,29 +35,43 @@ DEFAULT_SETTLED_TTL_S = 86_400.0
 
 @dataclass(slots=True)
 class _Counter:
+    """One budget counter: settled spend, and the holds on it until they are settled or lapse.
+
+    ``lapses`` is a heap of (lapse time, hold id); the entry of a hold that went another way (settled,
+    released) stays until it surfaces or the heap is compacted, and is skipped because ``holds`` no
+    longer has that hold with that lapse time.
+    """
+
     spent: int
+    expire_at: float | None  # when the key goes (the store clock), as set in the store's counter expiry
     reserved: int = 0
-    holds: dict[str, int] = field(default_factory=dict)  # hold_id -> amount held on this key
-    hold_expiry: Deadlines = field(default_factory=Deadlines)  # hold_id -> when the hold lapses
+    holds: dict[str, tuple[int, float]] = field(default_factory=dict)  # hold_id -> (amount, lapses at)
+    lapses: list[tuple[float, str]] = field(default_factory=list)
 
     def trim(self, now: float) -> None:
         """Drop the holds that lapsed at or before ``now``."""
-        for hold_id in self.hold_expiry.pop_due(now):
-            self.reserved -= self.holds.pop(hold_id)
+        lapses, holds = self.lapses, self.holds
+        while lapses and lapses[0][0] <= now:
+            lapses_at, hold_id = heapq.heappop(lapses)
+            held = holds.get(hold_id)
+            if held is not None and held[1] == lapses_at:
+                del holds[hold_id]
+                self.reserved -= held[0]
 
     def unhold(self, hold_id: str) -> None:
-        amount = self.holds.pop(hold_id, None)
-        if amount is not None:
-            self.reserved -= amount
-            self.hold_expiry.discard(hold_id)
+        held = self.holds.pop(hold_id, None)
+        if held is not None:
+            self.reserved -= held[0]
+            if len(self.lapses) > 64 and len(self.lapses) > 4 * len(self.holds):
+                self.lapses = [(lapses_at, held_id) for held_id, (_, lapses_at) in self.holds.items()]
+                heapq.heapify(self.lapses)
 
 
-@dataclass(slots=True)
-class _Hold:
-    items: tuple[tuple[str, int], ...]  # (key, amount) while held; () once settled
-    expires_at: float
-    settled: bool
-    keep_s: float  # how long the record (then the settled marker) is kept: hold TTL + settled TTL
+_Hold = tuple[tuple[str, ...], float, bool, float]
+"""A hold's record: the keys it holds amounts on, () once settled (each counter knows its amount); when it
+lapses; whether it was settled; how long the record (then the settled marker) is kept (hold TTL +
+settled TTL). Plain tuples of plain values, which the garbage collector soon stops tracking: a million
+settled markers never slow its full collections down."""
 
 
 @dataclass(slots=True)
@@ -136,14 +152,19 @@ class MemoryCounterStore(BaseCounterStore):
             raise CounterUnavailable("the memory:// counter store is closed")
         if now is not None and now > self._now:
             self._now = now
-        for key in self._counter_expiry.pop_due(self._now):
-            del self._counters[key]
-        for hold_id in self._hold_expiry.pop_due(self._now):
-            del self._holds[hold_id]
-        for key in self._window_expiry.pop_due(self._now):
-            del self._windows[key]
-        for key in self._lease_expiry.pop_due(self._now):
-            del self._leases[key]
+        now = self._now
+        if self._counter_expiry.next_due <= now:
+            for key in self._counter_expiry.pop_due(now):
+                del self._counters[key]
+        if self._hold_expiry.next_due <= now:
+            for hold_id in self._hold_expiry.pop_due(now):
+                del self._holds[hold_id]
+        if self._window_expiry.next_due <= now:
+            for key in self._window_expiry.pop_due(now):
+                del self._windows[key]
+        if self._lease_expiry.next_due <= now:
+            for key in self._lease_expiry.pop_due(now):
+                del self._leases[key]
 
     def _make_room(self, what: str) -> None:
         if len(self._counters) + len(self._windows) + len(self._leases) >= self._max_keys:
@@ -151,7 +172,7 @@ class MemoryCounterStore(BaseCounterStore):
 
     def _keep_hold(self, hold_id: str, hold: _Hold) -> None:
         self._holds[hold_id] = hold
-        self._hold_expiry.set(hold_id, self._now + hold.keep_s)
+        self._hold_expiry.set(hold_id, self._now + hold[3])
         while len(self._holds) > self._max_holds:
             oldest = self._hold_expiry.pop_earliest()
             if oldest is None:  # pragma: no cover - the two always hold the same names
@@ -159,7 +180,7 @@ class MemoryCounterStore(BaseCounterStore):
             del self._holds[oldest]
 
     def _drop_hold(self, hold_id: str, hold: _Hold) -> None:
-        for key, _ in hold.items:
+        for key in hold[0]:
             counter = self._counters.get(key)
             if counter is not None:
                 counter.unhold(hold_id)
@@ -171,18 +192,23 @@ class MemoryCounterStore(BaseCounterStore):
             self._begin(now)
             hold = self._holds.get(hold_id)
             if hold is not None:
-                if hold.settled:
+                _, lapses_at, settled, _ = hold
+                if settled:
                     return ReserveResult(CounterStatus.SETTLED, hold_id)
-                if hold.expires_at > now:
-                    return ReserveResult(CounterStatus.OK, hold_id, hold.expires_at, already=True)
-            counters = [self._counters.get(item.key) for item in items]
-            missing = tuple(item.key for item, counter in zip(items, counters, strict=True) if counter is None)
-            if missing:
-                return ReserveResult(CounterStatus.NEEDS_INIT, hold_id, needs_init=missing)
-            live = [counter for counter in counters if counter is not None]
+                if lapses_at > now:
+                    return ReserveResult(CounterStatus.OK, hold_id, lapses_at, already=True)
+            counters = self._counters
+            live: list[_Counter] = []
+            for item in items:
+                counter = counters.get(item.key)
+                if counter is None:
+                    missing = tuple(item.key for item in items if item.key not in counters)
+                    return ReserveResult(CounterStatus.NEEDS_INIT, hold_id, needs_init=missing)
+                live.append(counter)
             # a lapsed hold with this id is replaced: trimming takes it off these keys, and off its others later
             for counter in live:
-                counter.trim(now)
+                if counter.lapses and counter.lapses[0][0] <= now:
+                    counter.trim(now)
             for item, counter in zip(items, live, strict=True):
                 current = counter.spent + counter.reserved
                 if item.cap is None:
@@ -192,21 +218,23 @@ class MemoryCounterStore(BaseCounterStore):
                     denial = Denial(item.key, item.amount, item.cap, counter.spent, counter.reserved)
                     return ReserveResult(CounterStatus.DENIED, hold_id, denied=denial)
             expires_at = now + ttl_s
+            lapse = (expires_at, hold_id)
             for item, counter in zip(items, live, strict=True):
                 counter.reserved += item.amount
-                counter.holds[hold_id] = item.amount
-                counter.hold_expiry.set(hold_id, expires_at)
-                if item.expire_at is not None:
+                counter.holds[hold_id] = (item.amount, expires_at)
+                heapq.heappush(counter.lapses, lapse)
+                if item.expire_at is not None and item.expire_at != counter.expire_at:
+                    counter.expire_at = item.expire_at
                     self._counter_expiry.set(item.key, item.expire_at)
-            held = tuple((item.key, item.amount) for item in items)
-            self._keep_hold(hold_id, _Hold(held, expires_at, False, ttl_s + self._settled_ttl_s))
+            held = tuple([item.key for item in items])
+            self._keep_hold(hold_id, (held, expires_at, False, ttl_s + self._settled_ttl_s))
             return ReserveResult(CounterStatus.OK, hold_id, expires_at)
 
     def _settle(self, hold_id: str, amounts: dict[str, int], *, now: float) -> CommitResult:
         with self._lock:
             self._begin(now)
             hold = self._holds.get(hold_id)
-            if hold is not None and hold.settled:
+            if hold is not None and hold[2]:
                 return CommitResult(CounterStatus.OK, hold_id, already=True)
             missing = tuple(key for key, amount in amounts.items() if amount and key not in self._counters)
             if missing:
@@ -215,27 +243,29 @@ class MemoryCounterStore(BaseCounterStore):
                 if amount and self._counters[key].spent + amount > INT64_MAX:
                     raise CounterOverflow(key, amount, self._counters[key].spent)
             found = False
-            keep_s = self._settled_ttl_s
+            lapses_at, keep_s = now, self._settled_ttl_s
             if hold is not None:
-                found = hold.expires_at > now
-                keep_s = hold.keep_s
+                _, lapses_at, _, keep_s = hold
+                found = lapses_at > now
                 self._drop_hold(hold_id, hold)
             for key, amount in amounts.items():
                 if amount:
                     self._counters[key].spent += amount
-            self._keep_hold(hold_id, _Hold((), hold.expires_at if hold else now, True, keep_s))
+            self._keep_hold(hold_id, ((), lapses_at, True, keep_s))
             return CommitResult(CounterStatus.OK, hold_id, hold_found=found)
 
     def _read(self, keys: tuple[str, ...], *, now: float) -> dict[str, CounterState]:
         with self._lock:
             self._begin(now)
             states: dict[str, CounterState] = {}
+            counters = self._counters
             for key in keys:
-                counter = self._counters.get(key)
+                counter = counters.get(key)
                 if counter is None:
                     states[key] = CounterState(0, 0, initialized=False)
                 else:
-                    counter.trim(now)
+                    if counter.lapses and counter.lapses[0][0] <= now:
+                        counter.trim(now)
                     states[key] = CounterState(counter.spent, counter.reserved)
             return states
 
@@ -245,7 +275,7 @@ class MemoryCounterStore(BaseCounterStore):
             if key in self._counters:
                 return False
             self._make_room("counter")
-            self._counters[key] = _Counter(spent)
+            self._counters[key] = _Counter(spent, expire_at)
             if expire_at is not None:
                 self._counter_expiry.set(key, expire_at)
             return True

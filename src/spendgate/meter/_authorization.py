@@ -14,12 +14,14 @@ __all__ = ["Authorization", "Hold", "RateHold", "actual_amount", "from_units", "
 
 _SCALE = Decimal(10) ** 12
 _ROUNDING = {"up": ROUND_CEILING, "down": ROUND_FLOOR, "even": ROUND_HALF_EVEN}
+_EXACT = 10**27  # below this many units, one division is exact at the default 28-digit precision
 
 
 def to_units(metric: Metric, value: Decimal | int, rounding: str = "even") -> int:
     """A metric amount as the counters' integer: pico-dollars for cost (the ledger's unit), else a count."""
     if metric is Metric.COST:
-        return int((Decimal(value) * _SCALE).to_integral_value(_ROUNDING[rounding]))
+        number = value if type(value) is Decimal else Decimal(value)
+        return int((number * _SCALE).to_integral_value(_ROUNDING[rounding]))
     return int(value)
 
 
@@ -27,6 +29,9 @@ def from_units(metric: Metric, units: int) -> Decimal:
     """The counters' integer back as a Decimal amount of the metric (no exponent notation, no extra zeros)."""
     if metric is not Metric.COST:
         return Decimal(units)
+    if -_EXACT < units < _EXACT:
+        # An exact quotient takes the exponent nearest 0 that holds it: trailing zeros dropped, never E+n.
+        return Decimal(units) / _SCALE
     value = Decimal(units).scaleb(-12).normalize()
     return value.quantize(Decimal(1)) if value.as_tuple().exponent > 0 else value  # type: ignore[operator]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -302,8 +302,7 @@ class BudgetMethods:
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0
         ):
             raise InvalidUsageError("max_tokens", f"must be a non-negative integer, got {max_tokens!r}")
-        auth = self.governor.authorize(ctx, input_tokens, max_tokens, reservation_id, cache_available)
-        return replace(auth, args=args)
+        return self.governor.authorize(ctx, input_tokens, max_tokens, reservation_id, cache_available, args=args)
 
     def _event_fields(self, auth: Authorization) -> dict[str, Any]:
         ctx = auth.ctx

@@ -1,0 +1,119 @@
+"""Settle and release: holds replaced by what calls used; thresholds crossed; breaker rules tripped."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from spendgate.budgets import (
+    BreakerSource,
+    CircuitBreaker,
+    Limit,
+    Window,
+    crossed_thresholds,
+)
+from spendgate.counters import (
+    MAX_RATE_AMOUNT,
+    with_init,
+)
+from spendgate.meter._authorization import Authorization, Hold, actual_amount, from_units
+from spendgate.meter._gov_rates import RateLimiting
+from spendgate.usage import Usage
+
+__all__ = ["Settlement"]
+
+
+log = logging.getLogger("spendgate.budgets")
+
+
+class Settlement(RateLimiting):
+    """Settling and releasing calls; threshold crossings and breaker rules."""
+
+    # -- settle and release -------------------------------------------------------------------------
+
+    def commit(self, auth: Authorization, usage: Usage, cost: Decimal | None, *, release: bool) -> bool:
+        """Replace the holds with what the call used (all of it: settle; partial usage: release).
+
+        Idempotent: the counter store remembers the reservation id, so a second settle or release of the
+        same call changes nothing (rolling windows and rate limits included). Returns whether it was
+        settled before.
+        """
+        now = self.clock.now()
+        consumed = not (release and usage == Usage())  # a released call that used nothing counts for nothing
+        used = {h.key: actual_amount(h.limit.metric, usage, cost, h.amount) if consumed else 0 for h in auth.holds}
+        actual: dict[str, int] = {}
+        pairs: dict[str, tuple[Limit, Window]] = {}
+        for hold in auth.holds:
+            if hold.rolling_seconds is None:
+                actual[hold.key] = used[hold.key]
+                window = hold.limit.window_at(auth.authorized_at or now)
+                assert window is not None
+                pairs[hold.key] = (hold.limit, window)
+        op = self.counters.release if release else self.counters.commit
+        result = with_init(
+            self.counters,
+            lambda: op(auth.reservation_id, actual, now=now.timestamp()),
+            self._loader(pairs),
+            expire_at=self._expiries(pairs),
+        )
+        if result.already:
+            return True
+        ts = now.timestamp()
+        after: dict[str, int] = {}
+        for hold in auth.holds:
+            if hold.rolling_seconds is not None:
+                seconds = float(hold.rolling_seconds)
+                self.counters.rate_adjust(
+                    hold.key, used[hold.key] - hold.amount, seconds, now=ts, entry_id=hold.entry_id
+                )
+                after[hold.key] = self.counters.rate_acquire(hold.key, 0, MAX_RATE_AMOUNT, seconds, now=ts).used
+        self._free_rates(auth.rate_holds, now, used_tokens=usage.total_tokens)
+        if actual:
+            after.update({key: state.spent for key, state in self.counters.read(list(actual), now=ts).items()})
+        self._crossings(auth, used, after, now)
+        return False
+
+    def _trip(self, hold: Hold, used: Decimal, cooldown_s: int, now: datetime) -> None:
+        """A breaker rule's amount was passed: stop its scope for the cooldown (an emergency stop by rule)."""
+        limit = hold.limit
+        breaker = CircuitBreaker(
+            scope=limit.scope,
+            reason=f"breaker rule {limit.id}: {limit.metric.value} {used} over {hold.effective_amount} per "
+            f"{limit.period.value}",
+            set_by=BreakerSource.RULE,
+            since=now,
+            cooldown_until=now + timedelta(seconds=cooldown_s),
+        )
+        self.store.control.put("breaker", str(limit.scope) or "global", breaker.to_dict(), actor="rule")
+        self.policy.invalidate()
+        log.warning("emergency stop: %s", breaker.reason)
+
+    def _crossings(self, auth: Authorization, used: Mapping[str, int], after: Mapping[str, int], now: datetime) -> None:
+        """Record thresholds the call took its limits across, and trip breaker rules it took over."""
+        for hold in auth.holds:
+            if hold.key not in after:
+                continue
+            metric = hold.limit.metric
+            after_value = from_units(metric, after[hold.key])
+            before = after_value - from_units(metric, used[hold.key])
+            cooldown = self.policy.get().rules.get(hold.limit.id)
+            if cooldown is not None:
+                if after_value > hold.effective_amount >= before:
+                    self._trip(hold, after_value, cooldown, now)
+                continue
+            for threshold in crossed_thresholds(hold.limit, before, after_value, amount=hold.effective_amount):
+                self.store.control.record_crossing(
+                    hold.limit.id,
+                    hold.window_key,
+                    str(threshold),
+                    now,
+                    {
+                        "scope": str(hold.limit.scope),
+                        "metric": metric.value,
+                        "used": format(after_value, "f"),
+                        "amount": format(hold.effective_amount, "f"),
+                        "event_id": auth.reservation_id,
+                    },
+                )
