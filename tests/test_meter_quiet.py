@@ -36,7 +36,8 @@ from spendgate.counters import CounterStatus, ReserveItem, ReserveResult
 from spendgate.meter import Authorization
 from spendgate.meter import _policy as policy_module
 from spendgate.meter._authorization import from_units, to_units
-from spendgate.meter._governor import Governor, _reserve_item
+from spendgate.meter._gov_reserve import _reserve_item
+from spendgate.meter._governor import Governor
 from spendgate.meter._policy import Policy, PolicyCache
 from spendgate.testing import FakeClock
 
