@@ -12,6 +12,7 @@ connections (throughput) and with one connection (the latency the gateway adds t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -114,8 +115,10 @@ def main() -> None:
         result["direct"] = wrk(direct_url, "sk-bench", args.seconds, args.connections)
         result["direct_1_connection"] = wrk(direct_url, "sk-bench", max(3, args.seconds // 2), 1)
         proc, base = start_gateway(fake, Path(tmp))
+        stack = contextlib.ExitStack()
         try:
             admin = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {MASTER}"}, timeout=10)
+            stack.callback(admin.close)
             admin.post("/api/v1/users", json={"user_id": "bench", "tier": "enterprise"}).raise_for_status()
             key = admin.post("/api/v1/keys", json={"user_id": "bench", "role": "member"}).json()["key"]
             admin.post(
@@ -126,6 +129,7 @@ def main() -> None:
             summary = admin.get("/api/v1/usage/summary", params={"user_id": "bench"}).json()
             result["gateway"]["events_recorded"] = summary["requests"]
         finally:
+            stack.close()
             proc.terminate()
             proc.wait(timeout=10)
     direct, gw = result["direct"], result["gateway"]

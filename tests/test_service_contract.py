@@ -78,7 +78,11 @@ def service(tmp_path: Path) -> Iterator[tuple[str, FakeUpstream]]:
 
 def test_the_contract_end_to_end(service: tuple[str, FakeUpstream]) -> None:
     base, fake = service
-    admin = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {MASTER}"}, timeout=10)
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {MASTER}"}, timeout=10) as admin:
+        _contract(base, fake, admin)
+
+
+def _contract(base: str, fake: FakeUpstream, admin: httpx.Client) -> None:
     user = admin.post(
         "/api/v1/users", json={"user_id": "alice", "username": "alice", "email": "a@x.io", "tier": "premium"}
     )

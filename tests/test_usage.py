@@ -113,6 +113,7 @@ def test_settings_from_a_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
         'database_url = "sqlite:///from-file.db"\nport = 9000\n\n[upstreams.local]\nbase_url = "http://127.0.0.1:11434/v1"\n'
         'models = ["llama"]\n'
     )
+    monkeypatch.delenv("SPENDGATE_DATABASE_URL", raising=False)
     monkeypatch.setenv("SPENDGATE_CONFIG", str(toml))
     monkeypatch.setenv("SPENDGATE_PORT", "9100")  # the environment wins over the file
     s = Settings()

@@ -20,18 +20,18 @@ def serve(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Start the service on the configured ledger (SQLite by default)."""
-    if database_url is not None:
-        os.environ["SPENDGATE_DATABASE_URL"] = database_url
-    if counters_url is not None:
-        os.environ["SPENDGATE_COUNTERS_URL"] = counters_url
-    settings = build_settings()
-    if workers > 1 and settings.counters_url.startswith("memory://"):
+    settings = build_settings(database_url)
+    counters = counters_url or settings.counters_url
+    if workers > 1 and counters.startswith("memory://"):
         raise fail(
             f"--workers {workers} with memory:// counters would give each worker its own budget counters, so every "
             f"limit would allow {workers} times its amount. Use --counters-url redis://127.0.0.1:6379/0 (shared by "
             "all workers), or one worker.",
             2,
         )
+    # the workers build their settings from the environment: pass the command line's choices there
+    os.environ["SPENDGATE_DATABASE_URL"] = settings.database_url
+    os.environ["SPENDGATE_COUNTERS_URL"] = counters
     import uvicorn
 
     uvicorn.run(
