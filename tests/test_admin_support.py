@@ -49,7 +49,7 @@ def open_env(tmp_path: Path, **settings: Any) -> Iterator[Env]:
     config = Settings(database_url=f"sqlite:///{tmp_path / 'api.db'}", master_key=SecretStr(MASTER), **settings)
     clock = FakeClock(T0)
     meter = Meter(settings=config, clock=clock)
-    ids = IdentityStore(meter.store.control, clock)
+    ids = IdentityStore(meter.store.control, clock, cache_s=0)  # an observer: always reads the database
     ids.put_team(Team(team_id="ml", name="Machine learning"), actor="setup", create=True)
     ids.put_user(User(user_id="ann", email="ann@example.com", tier="premium", team_id="ml"), actor="setup")
     ids.put_user(User(user_id="bob", username="bob"), actor="setup")

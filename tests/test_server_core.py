@@ -90,7 +90,7 @@ def test_keys_roles_expiry_revocation_and_rotation(settings: Settings) -> None:
         assert c.get("/whoami", params={"user_id": "bob"}, headers={"x-api-key": viewer_token}).json()["user"] == "bob"
         clock.advance(days=2)
         assert c.get("/whoami", headers={"x-api-key": viewer_token}).status_code == 401  # expired
-        rotated = ids.rotate_key(member.key_id, actor="admin")
+        rotated = app.state.services.identity.rotate_key(member.key_id, actor="admin")  # the app sees it at once
         assert rotated is not None
         assert c.get("/whoami", headers=auth).status_code == 401  # the old secret is revoked
         assert c.get("/whoami", headers={"x-api-key": rotated[1]}).json()["user"] == "ann"
@@ -135,3 +135,18 @@ def test_serve_starts_the_service(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_verified_keys_are_cached_for_a_few_seconds(settings: Settings) -> None:
+    meter = Meter(settings=settings)
+    here = IdentityStore(meter.store.control, meter.clock)
+    elsewhere = IdentityStore(meter.store.control, meter.clock, cache_s=3600)  # another replica
+    _, token = here.create_key(role="viewer", actor="admin")
+    assert elsewhere.verify(token) is not None
+    key_id = token.split("-")[2]
+    assert here.revoke_key(key_id, actor="admin") is not None
+    assert here.verify(token) is None  # a change made here applies here at once
+    assert elsewhere.verify(token) is not None  # another replica trusts its cache until it expires
+    elsewhere.forget()
+    assert elsewhere.verify(token) is None
+    meter.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -111,15 +112,20 @@ class Principal:
 class IdentityStore:
     """Users, teams and keys as control objects (kinds ``user``, ``team``, ``api_key``); every change audited."""
 
-    def __init__(self, control: ControlStore, clock: Clock) -> None:
+    def __init__(self, control: ControlStore, clock: Clock, *, cache_s: float = 5.0) -> None:
         self.control = control
         self.clock = clock
+        self.cache_s = cache_s
+        """How long a verified key is trusted without reading the database again (a revocation made by
+        another replica takes effect within this time; one made here, at once)."""
+        self._verified: dict[str, tuple[Principal, float, datetime | None]] = {}
 
     # -- users and teams ---------------------------------------------------------------------------
 
     def put_user(self, user: User, *, actor: str, create: bool = False) -> User:
         stamped = user if user.created_at else replace(user, created_at=self.clock.now().isoformat())
         self.control.put("user", user.user_id, asdict(stamped), actor=actor, create_only=create)
+        self.forget()
         return stamped
 
     def get_user(self, user_id: str) -> User | None:
@@ -130,6 +136,7 @@ class IdentityStore:
         return [User(**body) for body in self.control.list_objects("user")]
 
     def delete_user(self, user_id: str, *, actor: str) -> bool:
+        self.forget()
         return self.control.delete("user", user_id, actor=actor)
 
     def put_team(self, team: Team, *, actor: str, create: bool = False) -> Team:
@@ -194,6 +201,7 @@ class IdentityStore:
             return None
         revoked = replace(key, revoked_at=key.revoked_at or self.clock.now().isoformat())
         self.control.put("api_key", key_id, asdict(revoked), actor=actor)
+        self.forget()
         return revoked
 
     def rotate_key(self, key_id: str, *, actor: str) -> tuple[ApiKey, str] | None:
@@ -207,15 +215,35 @@ class IdentityStore:
         )
 
     def verify(self, token: str) -> Principal | None:
-        """The principal of a valid, unexpired, unrevoked key; None otherwise."""
+        """The principal of a valid, unexpired, unrevoked key; None otherwise (cached for ``cache_s``)."""
         if not token.startswith(_PREFIX):
             return None
+        digest = _hash(token)
+        cached = self._verified.get(digest)
+        now_s = time.monotonic()
+        if cached is not None and cached[1] > now_s and (cached[2] is None or cached[2] > self.clock.now()):
+            return cached[0]
+        found = self._verify(token, digest)
+        if found is None:
+            return None
+        principal, expires = found
+        if self.cache_s > 0:
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[digest] = (principal, now_s + self.cache_s, expires)
+        return principal
+
+    def forget(self) -> None:
+        """Drop every cached verification (after a change to keys or users)."""
+        self._verified.clear()
+
+    def _verify(self, token: str, digest: str) -> tuple[Principal, datetime | None] | None:
         key_id = token[len(_PREFIX) :].split("-", 1)[0]
         key = self.get_key(key_id)
-        if key is None or not hmac.compare_digest(key.hash, _hash(token)):
+        if key is None or not hmac.compare_digest(key.hash, digest):
             return None
-        now = self.clock.now()
-        if key.revoked_at is not None or (key.expires_at is not None and datetime.fromisoformat(key.expires_at) <= now):
+        expires = None if key.expires_at is None else datetime.fromisoformat(key.expires_at)
+        if key.revoked_at is not None or (expires is not None and expires <= self.clock.now()):
             return None
         tier = None
         if key.user_id is not None:
@@ -224,7 +252,8 @@ class IdentityStore:
                 if not user.is_active:
                     return None
                 tier = user.tier
-        return Principal(role=key.role, key_id=key.key_id, user_id=key.user_id, team_id=key.team_id, tier=tier)
+        principal = Principal(role=key.role, key_id=key.key_id, user_id=key.user_id, team_id=key.team_id, tier=tier)
+        return principal, expires
 
 
 def update_fields(current: Mapping[str, Any], changes: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
