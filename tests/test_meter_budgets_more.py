@@ -126,3 +126,16 @@ def test_settle_twice_is_harmless_on_rolling_windows_too(sqlite_url: str) -> Non
         assert m.release(d) is not None
         (status,) = m.budget_status(api_key_id="k9")
         assert status.spent == Decimal(15)
+
+
+def test_cost_limits_beyond_the_counters_range_are_refused_clearly(sqlite_url: str) -> None:
+    with meter(sqlite_url, FakeClock(T0)) as m:
+        with pytest.raises(InvalidUsageError, match=r"at most \$8,000,000") as exc:
+            m.set_limit(scope="global", period="year", amount="50000000")
+        assert exc.value.field == "amount" and m.limits() == []
+        big = m.set_limit(scope="global", period="year", amount="8000000")
+        m.add_grant(big.id, "5000000", reason="a grant past the counters' range is bounded by it")
+        d = m.authorize(user_id="ann", provider="openai", model="gpt-4o", input_tokens=10, max_tokens=10)
+        assert d.allowed
+        m.settle(d, Usage(input_tokens=10, output_tokens=10))
+        assert m.budget_status()[0].spent > 0

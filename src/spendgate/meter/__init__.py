@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from spendgate.meter._async import AsyncMeter
 from spendgate.meter._authorization import Authorization
-from spendgate.meter._budget_api import BudgetStatus, Drift
+from spendgate.meter._budget_api import MAX_COST_LIMIT, BudgetStatus, Drift
 from spendgate.meter._core import Recorded
 from spendgate.meter._export import CSV_COLUMNS, event_to_dict, write_events
 from spendgate.meter._meter import Meter, RerateReport
@@ -15,6 +15,7 @@ __all__ = [
     "Authorization",
     "BudgetStatus",
     "CSV_COLUMNS",
+    "MAX_COST_LIMIT",
     "Drift",
     "Meter",
     "QueueOutcome",

@@ -13,6 +13,7 @@ from spendgate.budgets import (
     CircuitBreaker,
     Grant,
     Limit,
+    Metric,
     RateLimit,
     RequestContext,
     Scope,
@@ -32,7 +33,11 @@ if TYPE_CHECKING:
     from spendgate.settings import Settings
     from spendgate.tokens import TokenCounter
 
-__all__ = ["BudgetMethods", "BudgetStatus", "Drift"]
+__all__ = ["MAX_COST_LIMIT", "BudgetMethods", "BudgetStatus", "Drift"]
+
+#: The largest cost limit per window: leaves room under the counters' 64-bit range (~$9.22M in 1e-12 USD)
+#: for the largest tier factor (105 %) and overage allowance.
+MAX_COST_LIMIT = Decimal(8_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +136,12 @@ class BudgetMethods:
             id=id,
             **extra,
         )
+        if limit.metric is Metric.COST and limit.amount > MAX_COST_LIMIT:
+            raise InvalidUsageError(
+                "amount",
+                f"a cost limit can be at most ${MAX_COST_LIMIT:,} per window: live counters hold 64-bit counts of "
+                "1e-12 USD (split a larger budget by team, or use a shorter period)",
+            )
         self.store.control.put("limit", limit.id, limit.to_dict(), actor=actor)
         self.governor.policy.invalidate()
         return limit

@@ -32,6 +32,7 @@ from spendgate.budgets import (
     Window,
 )
 from spendgate.clock import Clock
+from spendgate.counters import INT64_MAX
 from spendgate.ledger import ControlStore, EventFilter
 from spendgate.meter._authorization import to_units
 from spendgate.settings import Settings
@@ -202,7 +203,9 @@ def reserve_cap(limit: Limit, amount: Decimal, tiers: TierTable, tier: str | Non
         policy = tiers.policy_for(limit.tier or tier)
         overage = policy.max_overage if limit.metric is Metric.COST else Decimal(0)
         amount = amount * policy.hard_limit + overage
-    return to_units(limit.metric, amount, "down")
+    # A counter holds at most INT64_MAX units (about $9.2M in pico-dollars): a larger cap (a grant on a
+    # big limit) means the counter's own range is the bound, and passing it raises CounterOverflow.
+    return min(to_units(limit.metric, amount, "down"), INT64_MAX)
 
 
 @dataclass(frozen=True, slots=True)
