@@ -29,13 +29,15 @@ def run_and_kill(url: str, prefix: str, delay: float) -> list[str]:
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as child:
         assert child.stdout is not None
         ready = child.stdout.readline()
+        first = b""
         if ready == b"READY\n":
+            first = child.stdout.readline()  # at least one acknowledgement, however loaded the machine is
             time.sleep(delay)
         child.send_signal(signal.SIGKILL)
         output, errors = child.communicate()
     assert ready == b"READY\n", errors.decode()
     assert child.returncode == -signal.SIGKILL
-    lines = output.split(b"\n")[:-1]  # a torn last line was never fully acknowledged
+    lines = (first + output).split(b"\n")[:-1]  # a torn last line was never fully acknowledged
     return [line.decode() for line in lines]
 
 
