@@ -163,7 +163,8 @@ def test_latency_delays_a_patient_client(fake: FakeUpstream, oai: openai.OpenAI)
 def test_a_stalled_stream_times_out(fake: FakeUpstream) -> None:
     fake.script(FakeReply(chunk_delay_s=5))
     got: list[Any] = []
-    impatient = openai.OpenAI(base_url=fake.openai_base_url, api_key="k", max_retries=0, timeout=0.3)
+    # 1 s: room for the first event even on a loaded machine, far below the 5 s stall
+    impatient = openai.OpenAI(base_url=fake.openai_base_url, api_key="k", max_retries=0, timeout=1.0)
     with impatient, pytest.raises(openai.APITimeoutError):
         chat_stream(impatient, got)
     assert len(got) == 1  # the first event came at once, the second never did
