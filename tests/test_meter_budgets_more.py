@@ -139,3 +139,16 @@ def test_cost_limits_beyond_the_counters_range_are_refused_clearly(sqlite_url: s
         assert d.allowed
         m.settle(d, Usage(input_tokens=10, output_tokens=10))
         assert m.budget_status()[0].spent > 0
+
+
+def test_a_settle_with_a_bad_field_changes_nothing(sqlite_url: str) -> None:
+    with meter(sqlite_url, FakeClock(T0)) as m:
+        m.set_limit(scope="user", scope_id="vic", amount="1")
+        d = m.authorize(user_id="vic", provider="openai", model="gpt-4o", input_tokens=10, max_tokens=10)
+        held = m.budget_status(user_id="vic")[0]
+        with pytest.raises(InvalidUsageError, match="latency_ms"):
+            m.settle(d, Usage(input_tokens=10, output_tokens=10), latency_ms=-5)
+        after = m.budget_status(user_id="vic")[0]
+        assert (after.spent, after.reserved) == (held.spent, held.reserved) and m.summary().requests == 0
+        assert m.settle(d, Usage(input_tokens=10, output_tokens=10), latency_ms=5).duplicate is False
+        assert m.budget_status(user_id="vic")[0].reserved == 0

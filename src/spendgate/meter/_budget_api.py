@@ -18,7 +18,7 @@ from spendgate.budgets import (
     RequestContext,
     Scope,
 )
-from spendgate.errors import InvalidUsageError, UnknownModelError
+from spendgate.errors import InvalidUsageError
 from spendgate.ledger import Crossing
 from spendgate.meter._authorization import Authorization, from_units, to_units
 from spendgate.meter._core import Recorded
@@ -332,11 +332,20 @@ class BudgetMethods:
             fields["model_used"] = auth.model
         return fields
 
-    def _cost_total(self, auth: Authorization, usage: Usage) -> Decimal | None:
-        try:
-            return self.prices.cost(auth.provider, auth.model, usage).total
-        except UnknownModelError:
-            return None
+    def _conclude(self, auth: Authorization, call: Mapping[str, Any], *, release: bool) -> Recorded:
+        """Validate and price the event first, then commit the counters, then write the event.
+
+        Nothing changes for an event that cannot be right, and each call is priced once. A settle goes
+        through the journal when there is one (acknowledged on append); a release always commits to
+        the ledger before it returns.
+        """
+        event, cost = self._prepare(call)
+        already = self.governor.commit(auth, event.usage, None if cost is None else cost.total, release=release)
+        if self.journal is not None and not release:
+            self.journal.append(event)  # appended even when settled before: a crash may have come in between
+            return Recorded(event_id=event.event_id, duplicate=already, cost=cost)
+        result = self.store.record(event)
+        return Recorded(event_id=result.event_id, duplicate=result.duplicate, cost=cost)
 
     def settle(self, authorization: Authorization, usage: Usage, **fields: Any) -> Recorded:
         """Replace the call's hold with what it really used, and record the event (idempotent).
@@ -352,14 +361,7 @@ class BudgetMethods:
             )
         if not isinstance(usage, Usage):
             raise InvalidUsageError("usage", f"must be a spendgate.Usage, got {type(usage).__name__}")
-        call = {**self._event_fields(auth), "usage": usage, **fields}
-        if self.journal is None:
-            self.governor.commit(auth, usage, self._cost_total(auth, usage), release=False)
-            return self.record(**call)
-        event, cost = self._prepare(call)  # validated and priced before anything changes
-        already = self.governor.commit(auth, usage, None if cost is None else cost.total, release=False)
-        self.journal.append(event)  # appended even when settled before: a crash may have come in between
-        return Recorded(event_id=event.event_id, duplicate=already, cost=cost)
+        return self._conclude(auth, {**self._event_fields(auth), "usage": usage, **fields}, release=False)
 
     def release(
         self,
@@ -374,9 +376,9 @@ class BudgetMethods:
         auth = authorization
         if not auth.allowed or not auth.reservation_id:
             return None
-        usage = partial_usage or Usage()
-        self.governor.commit(auth, usage, self._cost_total(auth, usage), release=True)
-        return self.record(**self._event_fields(auth), usage=usage, success=False, error_kind=error_kind, **fields)
+        call = {**self._event_fields(auth), "usage": partial_usage or Usage(), **fields,
+                "success": False, "error_kind": error_kind}  # fmt: skip  # a released call failed
+        return self._conclude(auth, call, release=True)
 
     # -- status -------------------------------------------------------------------------------------
 
