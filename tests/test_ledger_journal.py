@@ -6,14 +6,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from spendgate import Meter, Settings, Usage
-from spendgate.ledger import Journal, UsageEvent, open_store
+from spendgate.ledger import Journal, UsageEvent, _journal_writer, open_store
 from spendgate.ledger._journal import event_from_json, event_to_json
+from spendgate.ledger._journal_writer import serve
 
 CHILD = Path(__file__).with_name("journal_child.py")
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -44,20 +49,83 @@ def test_events_round_trip_through_json() -> None:
     assert event_from_json(event_to_json(full)) == full
 
 
+def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def test_append_flush_close(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{tmp_path / 'j.db'}") as store:
         journal = Journal(tmp_path / "journal", store, max_pending=10, max_delay_s=3600)
         for i in range(1, 10):
             journal.append(event(i))
         assert journal.pending == 9 and store.count() == 0  # durable in the journal, not yet in the ledger
-        journal.append(event(10))  # the 10th triggers a batch
-        assert journal.pending == 0 and store.count() == 10
+        journal.append(event(10))  # the 10th seals the file: the writer thread takes it to the ledger
+        wait_for(lambda: store.count() == 10)
+        assert journal.pending == 0
         journal.append(event(11))
         journal.append(event(11))  # the same id again: the ledger keeps one
-        assert journal.flush() == 2 and store.count() == 11
+        journal.flush()
+        assert store.count() == 11 and journal.pending == 0
         journal.close()
         assert list((tmp_path / "journal").iterdir()) == []
         assert store.summary().cost == Decimal("0.000066")
+
+
+def test_a_file_that_waited_max_delay_is_written_without_a_flush(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'd.db'}") as store:
+        journal = Journal(tmp_path / "journal", store, max_pending=1000, max_delay_s=0.05)
+        journal.append(event(1))
+        wait_for(lambda: store.count() == 1)
+        journal.close()
+
+
+def test_a_writer_process_drains_the_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    database_url = f"sqlite:///{tmp_path / 'p.db'}"
+    monkeypatch.setattr(_journal_writer, "RESTART_INTERVAL_S", 0.0)
+    with open_store(database_url) as store:
+        journal = Journal(tmp_path / "journal", store, max_pending=10, max_delay_s=0.05, writer="process",
+                          database_url=database_url)  # fmt: skip
+        assert journal._process is not None
+        writer_pid = journal._process.pid
+        assert writer_pid is not None and writer_pid != os.getpid()
+        for i in range(1, 26):
+            journal.append(event(i))
+        wait_for(lambda: store.count() == 25)  # no flush: the writer process wrote them
+        os.kill(writer_pid, signal.SIGKILL)  # a writer that dies is restarted; its files wait meanwhile
+        for i in range(26, 41):
+            journal.append(event(i))
+        wait_for(lambda: journal._process is not None and journal._process.pid != writer_pid)
+        wait_for(lambda: store.count() == 40)
+        journal.append(event(41))
+        journal.flush()  # a reader's flush does not wait for the writer's next tick
+        assert store.count() == 41
+        journal.close()
+        assert list((tmp_path / "journal").iterdir()) == []
+        assert store.check_rollups() == []
+
+
+def test_a_writer_process_needs_the_database_url(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'n.db'}") as store, pytest.raises(ValueError, match="database_url"):
+        Journal(tmp_path / "journal", store, writer="process")
+
+
+def test_the_writer_loop_drains_until_its_pipe_closes(tmp_path: Path) -> None:
+    directory = tmp_path / "journal"
+    directory.mkdir()
+    (directory / "sealed-1-2-x.jsonl").write_bytes(event_to_json(event(1)) + event_to_json(event(2)))
+    read_end, write_end = os.pipe()
+    with open_store(f"sqlite:///{tmp_path / 'w.db'}") as store, os.fdopen(read_end, "rb") as control:
+        result: list[int] = []
+        runner = threading.Thread(target=lambda: result.append(serve(control, directory, store, 0.02, 100)))
+        runner.start()
+        wait_for(lambda: store.count() == 2)
+        (directory / "sealed-3-2-y.jsonl").write_bytes(event_to_json(event(3)))
+        os.close(write_end)  # the parent went away: one last drain, then the loop ends
+        runner.join(10)
+        assert result == [3] and store.count() == 3 and list(directory.iterdir()) == []
 
 
 def test_recover_replays_complete_lines_of_dead_processes(tmp_path: Path) -> None:

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         description="Write-ahead journal for settles: acknowledged on append, written to the ledger in batches. "
         "Must be on storage that outlives the process. None: every settle commits to the ledger directly.",
     )
+    journal_writer: Literal["process", "thread"] = Field(
+        default="process",
+        description="Who writes journaled settles to the ledger: 'process' (a separate writer process, so the "
+        "ledger writes cost the serving process nothing) or 'thread' (a background thread; always used for an "
+        "in-memory SQLite ledger, which another process cannot open).",
+    )
     counters_url: str = Field(
         default="memory://",
         description="Live budget counters: memory:// (one process) or redis://host:6379/0 (shared by replicas).",

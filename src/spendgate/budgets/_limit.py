@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from spendgate.budgets._check import (
@@ -174,6 +175,13 @@ def crossed_thresholds(limit: Limit, before: Decimal, after: Decimal, *, amount:
     limit's own; pass the effective amount (with grants) to alert on that instead. Falling usage
     (a release or a refund) crosses nothing.
     """
+    if after <= before:
+        return []
     base = limit.amount if amount is None else amount
     low, high = utilization(before, base), utilization(after, base)
-    return [t for t in limit.thresholds if low < Decimal(str(t)) <= high]
+    return [t for t in limit.thresholds if low < _fraction(t) <= high]
+
+
+@lru_cache(maxsize=1024)
+def _fraction(threshold: float) -> Decimal:
+    return Decimal(str(threshold))

@@ -31,6 +31,10 @@ ROLLING_BUCKETS = 60
 _MAX_ROLLING = 366 * 86400
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
+#: The last calendar window computed per (period, zone): windows partition time, so one that contains
+#: ``now`` is the answer for ``now`` (the hot path asks for the same few windows again and again).
+_LAST: dict[tuple[object, str], Window] = {}
+_LAST_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,10 @@ def window(period: Period | str, now: datetime, tz: str = "UTC", rolling_seconds
     ``tz`` is an IANA zone name; calendar periods follow its local midnight (weeks start on Monday,
     ISO numbering). ``Period.REQUEST`` has no window and is refused.
     """
+    if rolling_seconds is None and isinstance(now, datetime) and now.tzinfo is not None:
+        last = _LAST.get((period, tz))
+        if last is not None and last.start <= now < last.end:
+            return last
     period = check_enum("period", Period, period)
     now = check_aware("now", now)
     if period is Period.ROLLING:
@@ -117,7 +125,11 @@ def window(period: Period | str, now: datetime, tz: str = "UTC", rolling_seconds
         label, start = following, end
         following = _step(label, period, 1)
         end = _boundary(following, zone)
-    return Window(start=start, end=end, key=f"{period.value}:{_label_text(label, period)}@{tz}")
+    found = Window(start=start, end=end, key=f"{period.value}:{_label_text(label, period)}@{tz}")
+    if len(_LAST) >= _LAST_MAX:
+        _LAST.clear()
+    _LAST[(period, tz)] = found
+    return found
 
 
 def _floor(local: datetime, period: Period) -> datetime:

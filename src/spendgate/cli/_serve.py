@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import make_url
 
 from spendgate.cli._common import DatabaseOpt, build_settings, fail
 
 __all__ = ["register"]
+
+
+def default_journal_dir(database_url: str) -> Path | None:
+    """Where `spendgate serve` journals settles by default: beside an SQLite ledger (``usage.db.journal/``).
+
+    A PostgreSQL deployment names its own (``SPENDGATE_JOURNAL_DIR``, on storage that outlives the process)
+    or runs without one (every settle commits before it is answered).
+    """
+    url = make_url(database_url)
+    if not url.drivername.startswith("sqlite") or not url.database:
+        return None
+    return Path(url.database).with_name(Path(url.database).name + ".journal")
 
 
 def serve(
@@ -32,6 +46,9 @@ def serve(
     # the workers build their settings from the environment: pass the command line's choices there
     os.environ["SPENDGATE_DATABASE_URL"] = settings.database_url
     os.environ["SPENDGATE_COUNTERS_URL"] = counters
+    journal = settings.journal_dir or default_journal_dir(settings.database_url)
+    if journal is not None:
+        os.environ["SPENDGATE_JOURNAL_DIR"] = str(journal)
     import uvicorn
 
     uvicorn.run(

@@ -1,15 +1,25 @@
-"""A write-ahead journal: events acknowledged on append, written to the ledger in batches.
+"""A write-ahead journal: events acknowledged on append, written to the ledger in batches, off the caller's path.
 
-For high-throughput settles. ``append`` writes one JSON line to a journal file (a single ``write``
-system call, plus ``fsync`` for power-loss durability) and returns: from then on the event survives the
-process being killed, because the line is in the operating system's hands. Appended events reach the
-ledger in batches (one transaction per up to ``max_batch`` events) when ``max_pending`` accumulate, when
-the oldest has waited ``max_delay_s``, or when :meth:`Journal.flush` is called (readers call it first).
+For high-throughput settles. ``append`` writes one JSON line to this process's journal file (a single
+``write`` system call, plus ``fsync`` for power-loss durability) and returns: from then on the event
+survives the process being killed, because the line is in the operating system's hands.
 
-Each process appends to its own file, locked with ``flock`` while the process lives. :meth:`recover`
-(run when a journal opens) replays the complete lines of every file no live process holds (a crashed
-process's) into the ledger, idempotently by event id, and deletes them. A line cut short by a crash was
-never acknowledged and is skipped.
+Files move through three names in the journal directory:
+
+* ``journal-<pid>-<id>.jsonl``: the file a live process appends to, locked with ``flock`` while it does
+  (created under a temporary name and locked before it gets this one, so nobody replays it half-made);
+* ``sealed-<time>-<pid>-<id>.jsonl``: a file rotated out (when ``max_pending`` events or ``max_delay_s``
+  have accumulated, or on :meth:`Journal.flush`), complete and waiting for the ledger;
+* gone: its events are in the ledger (idempotently, by event id).
+
+A *writer* turns sealed files into ledger batches (one transaction per up to ``max_batch`` events):
+``writer="process"`` runs it in a separate process (``python -m spendgate.ledger._journal_writer``), so the
+ledger writes cost the appending process nothing; ``"thread"`` runs it in a background thread (needed for a
+ledger another process cannot open, such as in-memory SQLite). Whoever drains a file locks it first, so a
+file is never replayed twice at once, and a second replay would be harmless anyway. The files of a process
+that died (its lock is gone) are replayed by the next drain of any process sharing the directory.
+:meth:`Journal.flush` (readers call it first) seals the current file and drains every sealed file itself,
+waiting for one the writer is busy with, so a read always sees every settle acknowledged before it.
 
 The journal directory must be on storage that outlives the process (not a container's scratch disk that
 disappears with it): an event is safe from the moment it is appended only as long as its file survives.
@@ -17,6 +27,7 @@ disappears with it): an event is safe from the moment it is appended only as lon
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -29,38 +40,50 @@ from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from spendgate.errors import LedgerError
 from spendgate.ledger._event import UsageEvent
+from spendgate.ledger._journal_writer import WriterProcess
 from spendgate.ledger._store import UsageStore
 from spendgate.usage import Usage
 
-__all__ = ["Journal", "event_from_json", "event_to_json"]
+__all__ = ["Journal", "WriterKind", "drain", "event_from_json", "event_to_json"]
 
 log = logging.getLogger("spendgate.ledger")
 
-_PREFIX = "journal-"
+_LIVE = "journal-"
+_SEALED = "sealed-"
 _SUFFIX = ".jsonl"
 _USAGE_FIELDS = tuple(f.name for f in fields(Usage))
 _DECIMAL_FIELDS = ("cost", "cache_savings")
 
 
+_SPECIAL = frozenset({"usage", "timestamp", "tags", "metadata", *_DECIMAL_FIELDS})
+_PLAIN_FIELDS = tuple(f.name for f in fields(UsageEvent) if f.name not in _SPECIAL)
+_DEFAULTS = {f.name: f.default for f in fields(UsageEvent) if f.name in _PLAIN_FIELDS}
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def event_to_json(event: UsageEvent) -> bytes:
-    """One line of JSON (newline included) that :func:`event_from_json` turns back into the same event."""
-    out: dict[str, Any] = {}
-    for f in fields(event):
-        value = getattr(event, f.name)
-        if isinstance(value, Usage):
-            value = {name: str(getattr(value, name)) for name in _USAGE_FIELDS if getattr(value, name)}
-        elif isinstance(value, Decimal):
-            value = str(value)
-        elif isinstance(value, datetime):
-            value = value.isoformat()
-        elif f.name in ("tags", "metadata"):
-            value = dict(value)
-        out[f.name] = value
-    return json.dumps(out, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+    """One line of JSON (newline included) that :func:`event_from_json` turns back into the same event.
+
+    Fields at their default are left out (the hot path serializes one event per settle).
+    """
+    get = event.__getattribute__
+    out: dict[str, Any] = {name: value for name in _PLAIN_FIELDS if (value := get(name)) != _DEFAULTS.get(name)}
+    usage = event.usage
+    out["usage"] = {name: str(value) for name in _USAGE_FIELDS if (value := getattr(usage, name))}
+    out["timestamp"] = event.timestamp.isoformat()
+    for name in _DECIMAL_FIELDS:
+        value = get(name)
+        if value is not None:
+            out[name] = str(value)
+    if event.tags:
+        out["tags"] = dict(event.tags)
+    if event.metadata:
+        out["metadata"] = dict(event.metadata)
+    return _encode(out).encode() + b"\n"
 
 
 def event_from_json(line: bytes) -> UsageEvent:
@@ -77,8 +100,51 @@ def event_from_json(line: bytes) -> UsageEvent:
     return UsageEvent(**data)
 
 
+WriterKind = Literal["thread", "process"]
+
+
+def drain(directory: Path, store: UsageStore, *, wait: bool, max_batch: int = 5000) -> int:
+    """Write every sealed journal file in ``directory`` to ``store``, and the files of dead processes.
+
+    ``wait`` waits for a sealed file another drainer holds (then finds it done, or does it); otherwise
+    such a file is skipped. Live processes' current files are always skipped. Returns the events written.
+    """
+    written = 0
+    for path in sorted(directory.glob(f"{_SEALED}*{_SUFFIX}")):
+        written += _drain_file(path, store, block=wait, max_batch=max_batch)
+    for path in sorted(directory.glob(f"{_LIVE}*{_SUFFIX}")):
+        written += _drain_file(path, store, block=False, max_batch=max_batch)
+    return written
+
+
+def _drain_file(path: Path, store: UsageStore, *, block: bool, max_batch: int) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return 0  # drained (or sealed under its new name) since the directory was listed
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if block else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # its process appends to it, or another drainer has it
+        if os.fstat(fd).st_nlink == 0:
+            return 0  # another drainer finished it while this one waited
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            events = list(_complete_events(fh))
+        for start in range(0, len(events), max_batch):
+            store.record_many(events[start : start + max_batch])
+        path.unlink(missing_ok=True)
+        return len(events)
+    finally:
+        os.close(fd)
+
+
 class Journal:
-    """The write-ahead journal of one process in ``directory``, feeding ``store``. Thread-safe."""
+    """The write-ahead journal of one process in ``directory``, feeding ``store``. Thread-safe.
+
+    ``writer="process"`` needs ``database_url`` (the writer process opens its own connection to the same
+    ledger, with ``durability``).
+    """
 
     def __init__(
         self,
@@ -89,28 +155,43 @@ class Journal:
         max_pending: int = 1000,
         max_delay_s: float = 0.05,
         max_batch: int = 5000,
+        writer: WriterKind = "thread",
+        database_url: str | None = None,
+        durability: str = "process",
     ) -> None:
+        if writer == "process" and database_url is None:
+            raise ValueError("a journal writer process needs the ledger's database_url")
         self.directory = Path(directory)
         self.store = store
         self.fsync = fsync
         self.max_pending = max_pending
         self.max_delay_s = max_delay_s
         self.max_batch = max_batch
-        self._lock = threading.Lock()  # guards the current file and the pending list
-        self._flushing = threading.Lock()  # one flush at a time
-        self._pending: list[UsageEvent] = []
+        self.writer: WriterKind = writer
+        self._lock = threading.Lock()  # guards the current file and its line count
+        self._lines = 0
         self._first_at = 0.0
-        self._sealed: list[tuple[Path, int, list[UsageEvent]]] = []  # rotated files (still locked), not in the ledger
+        self._wake = threading.Event()
+        self._stopping = False
         self.directory.mkdir(parents=True, exist_ok=True)
         self.recover()
         self._path, self._fd = self._open_file()
+        self._process: WriterProcess | None = None
+        if writer == "process":
+            assert database_url is not None
+            self._process = WriterProcess(self.directory, database_url, durability, max_delay_s, max_batch)
+        self._ticker = threading.Thread(target=self._tick, name="spendgate-journal", daemon=True)
+        self._ticker.start()
 
     # -- files -----------------------------------------------------------------------------------
 
     def _open_file(self) -> tuple[Path, int]:
-        path = self.directory / f"{_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{_SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this process lives
+        name = f"{os.getpid()}-{uuid.uuid4().hex}{_SUFFIX}"
+        temporary = self.directory / f".new-{name}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this process appends to it
+        path = self.directory / f"{_LIVE}{name}"
+        os.rename(temporary, path)
         if self.fsync:
             self._sync_directory()
         return path, fd
@@ -121,6 +202,17 @@ class Journal:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    def _seal(self) -> bool:
+        """Rotate the current file out to be drained (caller holds ``_lock``); False when it was empty."""
+        if not self._lines:
+            return False
+        sealed = self.directory / f"{_SEALED}{time.time_ns():020d}-{self._path.name[len(_LIVE) :]}"
+        os.rename(self._path, sealed)  # still locked: nobody drains it before it is closed
+        os.close(self._fd)
+        self._lines = 0
+        self._path, self._fd = self._open_file()
+        return True
 
     # -- appending -------------------------------------------------------------------------------
 
@@ -134,74 +226,68 @@ class Journal:
                     os.fsync(self._fd)
             except OSError as exc:
                 raise LedgerError(f"could not append to the journal {self._path}: {exc}") from exc
-            if not self._pending:
+            if not self._lines:
                 self._first_at = time.monotonic()
-            self._pending.append(event)
-            due = len(self._pending) >= self.max_pending or time.monotonic() - self._first_at >= self.max_delay_s
-        if due:
+            self._lines += 1
+            if self._lines >= self.max_pending:
+                try:
+                    self._seal()
+                except OSError as exc:  # the event is safe in the current file; the next seal retries
+                    log.warning("could not rotate the journal file %s: %s", self._path, exc)
+                    return
+                if self._process is None:
+                    self._wake.set()
+
+    def _tick(self) -> None:
+        """Seal a file that has waited ``max_delay_s``; in thread mode, drain sealed files into the ledger."""
+        while True:
+            self._wake.wait(self.max_delay_s)
+            self._wake.clear()
+            if self._stopping:
+                return
             try:
-                self.flush(wait=False)
-            except LedgerError as exc:  # the event is safe in the journal; the next flush retries
-                log.warning("journal flush to the ledger failed, will retry: %s", exc)
+                with self._lock:
+                    if self._lines and time.monotonic() - self._first_at >= self.max_delay_s:
+                        self._seal()
+                if self._process is None:
+                    drain(self.directory, self.store, wait=False, max_batch=self.max_batch)
+                else:
+                    self._process.check()
+            except Exception as exc:  # the events are safe in their files; the next tick retries
+                log.warning("journal writer failed, will retry: %s", exc)
 
-    def flush(self, *, wait: bool = True) -> int:
-        """Write every appended event to the ledger; returns how many. ``wait=False`` skips if one is running."""
-        if not self._flushing.acquire(blocking=wait):
-            return 0
+    def flush(self) -> int:
+        """Write every event appended so far to the ledger; returns how many this call wrote itself."""
+        with self._lock:
+            self._seal()
         try:
-            with self._lock:
-                if self._pending:
-                    self._sealed.append((self._path, self._fd, self._pending))
-                    self._path, self._fd = self._open_file()
-                    self._pending = []
-            written = 0
-            while self._sealed:
-                path, fd, events = self._sealed[0]
-                self._write(events)  # on failure the file stays, locked, for the next flush
-                path.unlink(missing_ok=True)
-                os.close(fd)
-                self._sealed.pop(0)
-                written += len(events)
-            return written
-        finally:
-            self._flushing.release()
-
-    def _write(self, events: list[UsageEvent]) -> None:
-        for start in range(0, len(events), self.max_batch):
-            self.store.record_many(events[start : start + self.max_batch])
+            return drain(self.directory, self.store, wait=True, max_batch=self.max_batch)
+        except Exception as exc:
+            raise LedgerError(f"could not write the journal to the ledger: {exc}") from exc
 
     @property
     def pending(self) -> int:
-        """Events appended but not yet in the ledger."""
+        """Events appended but not yet in the ledger (counts the lines of this directory's sealed files)."""
         with self._lock:
-            return len(self._pending) + sum(len(events) for _, _, events in self._sealed)
+            count = self._lines
+        for path in self.directory.glob(f"{_SEALED}*{_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                count += path.read_bytes().count(b"\n")
+        return count
 
     # -- recovery --------------------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Replay the journals of processes that died into the ledger; returns how many events were replayed."""
-        replayed = 0
-        for path in sorted(self.directory.glob(f"{_PREFIX}*{_SUFFIX}")):
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live process owns it
-                with os.fdopen(os.dup(fd), "rb") as fh:
-                    events = list(_complete_events(fh))
-                self._write(events)
-                path.unlink(missing_ok=True)
-                replayed += len(events)
-            finally:
-                os.close(fd)
-        return replayed
+        """Replay the journals of processes that died (and sealed files nobody holds); returns how many."""
+        return drain(self.directory, self.store, wait=False, max_batch=self.max_batch)
 
     def close(self) -> None:
-        """Flush, then remove this process's (empty) journal file."""
+        """Stop the writer, flush, then remove this process's (empty) journal file."""
+        self._stopping = True
+        self._wake.set()
+        self._ticker.join()
+        if self._process is not None:
+            self._process.stop()
         self.flush()
         with self._lock:
             os.close(self._fd)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +34,7 @@ class Recorded:
 
 def new_event_id() -> str:
     """A fresh, unique event id (callers that can retry should pass their own, stable id)."""
-    return f"evt_{uuid.uuid4().hex}"
+    return "evt_" + os.urandom(16).hex()
 
 
 _EVENT_FIELDS = frozenset(

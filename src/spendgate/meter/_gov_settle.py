@@ -43,21 +43,23 @@ class Settlement(RateLimiting):
         now = self.clock.now()
         consumed = not (release and usage == Usage())  # a released call that used nothing counts for nothing
         used = {h.key: actual_amount(h.limit.metric, usage, cost, h.amount) if consumed else 0 for h in auth.holds}
-        actual: dict[str, int] = {}
-        pairs: dict[str, tuple[Limit, Window]] = {}
-        for hold in auth.holds:
-            if hold.rolling_seconds is None:
-                actual[hold.key] = used[hold.key]
-                window = hold.limit.window_at(auth.authorized_at or now)
-                assert window is not None
-                pairs[hold.key] = (hold.limit, window)
+        actual = {hold.key: used[hold.key] for hold in auth.holds if hold.rolling_seconds is None}
         op = self.counters.release if release else self.counters.commit
-        result = with_init(
-            self.counters,
-            lambda: op(auth.reservation_id, actual, now=now.timestamp()),
-            self._loader(pairs),
-            expire_at=self._expiries(pairs),
-        )
+        result = op(auth.reservation_id, actual, now=now.timestamp())
+        if result.needs_init:  # a counter expired (or Redis lost it) since the hold: reload it from the ledger
+            first = [result]
+            pairs: dict[str, tuple[Limit, Window]] = {}
+            for hold in auth.holds:
+                if hold.rolling_seconds is None:
+                    window = hold.limit.window_at(auth.authorized_at or now)
+                    assert window is not None
+                    pairs[hold.key] = (hold.limit, window)
+            result = with_init(
+                self.counters,
+                lambda: first.pop() if first else op(auth.reservation_id, actual, now=now.timestamp()),
+                self._loader(pairs),
+                expire_at=self._expiries(pairs),
+            )
         if result.already:
             return True
         ts = now.timestamp()

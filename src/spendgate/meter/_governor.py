@@ -9,8 +9,8 @@ until the periodic reconciliation corrects it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -141,7 +141,7 @@ class Governor(Settlement):
         """
         now = self.clock.now()
         options = self._cache_options if cache_available else self.options
-        hold_id = reservation_id or f"rsv_{uuid.uuid4().hex}"
+        hold_id = reservation_id or "rsv_" + os.urandom(16).hex()
         policy = self.policy.get(now)
         estimate = self.estimate(ctx.provider, ctx.model, input_tokens, max_tokens)
         answer = partial(

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import IO, Any, TypeVar
 
 from spendgate.clock import Clock, SystemClock
-from spendgate.counters import CounterStore, open_counters
+from spendgate.counters import CounterStore, MemoryCounterStore, open_counters
 from spendgate.errors import InvalidUsageError, SpendgateError
 from spendgate.ledger import CostAdjustment, Dimension, Journal, UsageEvent, UsageStore, UsageSummary, open_store
 from spendgate.meter._core import Recorded, build_event, make_filter, parse_call, price_usage
@@ -102,8 +102,26 @@ class Meter(QueueMethods):
         )
         self.journal: Journal | None = None
         if settings.journal_dir is not None:
-            self.journal = Journal(settings.journal_dir, self.store, fsync=settings.durability == "power")
+            self.journal = Journal(
+                settings.journal_dir,
+                self.store,
+                fsync=settings.durability == "power",
+                writer="thread" if store is not None else settings.journal_writer,  # a given store may be elsewhere
+                database_url=settings.database_url,
+                durability=settings.durability,
+            )
             self.governor.before_read = self.journal.flush
+
+    @property
+    def nonblocking(self) -> bool:
+        """True when authorize, settle and release do no network or database I/O on the caller's thread.
+
+        That is: in-process counters (``memory://``) and settles acknowledged by the write-ahead journal
+        (``journal_dir``), whose batches reach the ledger from a background thread. An async server may
+        then call them on its event loop instead of a worker thread. (The policy cache still reads the
+        ledger's limits once every ``policy_refresh_s``.)
+        """
+        return self.journal is not None and isinstance(self.counters, MemoryCounterStore)
 
     # -- no I/O -------------------------------------------------------------------------------------
 
