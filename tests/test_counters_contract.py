@@ -82,8 +82,17 @@ def test_large_values_are_compared_exactly(store: BaseCounterStore) -> None:
     ready(store, big=10**18)
     assert store.reserve("a", [ReserveItem("big", 5, cap)], ttl_s=60, now=T0).ok
     assert store.reserve("b", [ReserveItem("big", 1, cap)], ttl_s=60, now=T0).denied == Denial("big", 1, cap, 10**18, 5)
-    assert store.commit("a", {"big": 3}, now=T0).ok
+    result = store.commit("a", {"big": 3}, now=T0)
+    assert result.ok and result.spent == {"big": 10**18 + 3}  # the spend after, exact
     assert state(store, "big") == (10**18 + 3, 0)
+
+
+def test_commit_reports_the_spend_after_it_for_the_keys_it_added_to(store: BaseCounterStore) -> None:
+    ready(store, a=10, b=20, c=30)
+    assert store.reserve("h", [ReserveItem("a", 5), ReserveItem("b", 5)], ttl_s=60, now=T0).ok
+    result = store.commit("h", {"a": 4, "b": 0, "c": 2}, now=T0)
+    assert result.spent == {"a": 14, "c": 32}  # b got nothing added: not reported
+    assert store.commit("h", {"a": 4}, now=T0).spent == {}  # already settled: nothing added
 
 
 def test_int64_overflow_is_refused_without_change(store: BaseCounterStore) -> None:

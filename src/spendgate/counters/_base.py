@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -161,7 +161,8 @@ class CommitResult:
     """The outcome of :meth:`CounterStore.commit` / :meth:`CounterStore.release`.
 
     ``already`` means this hold_id was settled before and nothing changed. ``hold_found`` says whether a
-    live (unexpired) reservation was released by this call.
+    live (unexpired) reservation was released by this call. ``spent`` holds, for each key this call added
+    a non-zero amount to, the key's spend right after the addition (read in the same atomic step).
     """
 
     status: CounterStatus
@@ -169,6 +170,7 @@ class CommitResult:
     already: bool = False
     hold_found: bool = False
     needs_init: tuple[str, ...] = ()
+    spent: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -248,11 +248,14 @@ class MemoryCounterStore(BaseCounterStore):
                 _, lapses_at, _, keep_s = hold
                 found = lapses_at > now
                 self._drop_hold(hold_id, hold)
+            spent: dict[str, int] = {}
             for key, amount in amounts.items():
                 if amount:
-                    self._counters[key].spent += amount
+                    counter = self._counters[key]
+                    counter.spent += amount
+                    spent[key] = counter.spent
             self._keep_hold(hold_id, ((), lapses_at, True, keep_s))
-            return CommitResult(CounterStatus.OK, hold_id, hold_found=found)
+            return CommitResult(CounterStatus.OK, hold_id, hold_found=found, spent=spent)
 
     def _read(self, keys: tuple[str, ...], *, now: float) -> dict[str, CounterState]:
         with self._lock:

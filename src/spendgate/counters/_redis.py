@@ -140,7 +140,8 @@ class RedisCounterStore(BaseCounterStore):
         reply = [_text(part) for part in self._run("settle", keys, args)]
         status = reply[0]
         if status == "ok":
-            return CommitResult(CounterStatus.OK, hold_id, hold_found=reply[1] == "1")
+            spent = {reply[i]: int(reply[i + 1]) for i in range(2, len(reply), 2)}
+            return CommitResult(CounterStatus.OK, hold_id, hold_found=reply[1] == "1", spent=spent)
         if status == "already":
             return CommitResult(CounterStatus.OK, hold_id, already=True)
         if status == "needs_init":

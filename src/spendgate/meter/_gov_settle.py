@@ -72,8 +72,7 @@ class Settlement(RateLimiting):
                 )
                 after[hold.key] = self.counters.rate_acquire(hold.key, 0, MAX_RATE_AMOUNT, seconds, now=ts).used
         self._free_rates(auth.rate_holds, now, used_tokens=usage.total_tokens)
-        if actual:
-            after.update({key: state.spent for key, state in self.counters.read(list(actual), now=ts).items()})
+        after.update(result.spent)  # the keys this call added to (nothing added crosses nothing)
         self._crossings(auth, used, after, now)
         return False
 

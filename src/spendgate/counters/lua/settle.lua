@@ -1,5 +1,5 @@
 -- commit / release: ARGV = P, now, hold_id, settled_ttl_ms, n, then n x (key, amount)
--- -> {'already'} | {'ok', hold_found} | {'needs_init', key...} | {'overflow', key, spent, amount}
+-- -> {'already'} | {'ok', hold_found, key, spent after, ...} | {'needs_init', key...} | {'overflow', key, spent, amount}
 local now, id, marker_ttl, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local h = hkey(id)
 local state = redis.call('HGET', h, 'st')
@@ -26,8 +26,13 @@ if state == 'held' then
   drop_hold(v[2], id)
   marker_ttl = v[3]
 end
-for _, item in ipairs(items) do redis.call('HINCRBY', ckey(item[1]), 's', item[2]) end
+local reply = {'ok', found}
+for _, item in ipairs(items) do
+  redis.call('HINCRBY', ckey(item[1]), 's', item[2])
+  reply[#reply + 1] = item[1]
+  reply[#reply + 1] = redis.call('HGET', ckey(item[1]), 's')  -- a string: exact past 2^53
+end
 redis.call('DEL', h)
 redis.call('HSET', h, 'st', 'done')
 redis.call('PEXPIRE', h, marker_ttl)
-return {'ok', found}
+return reply
