@@ -152,3 +152,28 @@ def test_a_settle_with_a_bad_field_changes_nothing(sqlite_url: str) -> None:
         assert (after.spent, after.reserved) == (held.spent, held.reserved) and m.summary().requests == 0
         assert m.settle(d, Usage(input_tokens=10, output_tokens=10), latency_ms=5).duplicate is False
         assert m.budget_status(user_id="vic")[0].reserved == 0
+
+
+def test_rate_limits_grants_and_stops_are_listed_and_removed_through_the_meter(sqlite_url: str) -> None:
+    clock = FakeClock(T0)
+    with meter(sqlite_url, clock) as m:
+        rate = m.set_rate_limit("user", "ann", rpm=1)
+        assert [r.id for r in m.rate_limits()] == [rate.id]
+        assert m.authorize(user_id="ann", provider="openai", model="gpt-4o", input_tokens=1).allowed
+        assert m.authorize(user_id="ann", provider="openai", model="gpt-4o", input_tokens=1).action is Action.THROTTLE
+        assert m.remove_rate_limit(rate.id, actor="ops") and not m.remove_rate_limit(rate.id)
+        assert m.rate_limits() == []
+        assert m.authorize(user_id="ann", provider="openai", model="gpt-4o", input_tokens=1).allowed  # it took effect
+
+        limit = m.set_limit(scope="user", scope_id="ann", amount=Decimal("1"))
+        other = m.set_limit(scope="user", scope_id="bob", amount=Decimal("1"))
+        grant = m.add_grant(limit.id, "5", reason="launch")
+        m.add_grant(other.id, "2")
+        assert [g.id for g in m.grants(limit.id)] == [grant.id] and len(m.grants()) == 2
+        assert m.remove_grant(grant.id, actor="ops") and m.grants(limit.id) == []
+
+        stop = m.emergency_stop("team", "t1", reason="runaway loop")
+        assert [s.scope for s in m.emergency_stops()] == [stop.scope]
+        assert m.clear_emergency_stop("team", "t1") and m.emergency_stops() == []
+        actions = [entry.action for entry in m.store.control.audit_entries()]
+        assert any("rate_limit" in a for a in actions) and any("grant" in a for a in actions)

@@ -264,6 +264,31 @@ class BudgetMethods:
         self.governor.policy.invalidate()
         return rate
 
+    def rate_limits(self) -> list[RateLimit]:
+        """Every stored rate limit, oldest first."""
+        return [RateLimit.from_dict(body) for body in self.store.control.list_objects("rate_limit")]
+
+    def remove_rate_limit(self, rate_id: str, *, actor: str = "system") -> bool:
+        """Remove a rate limit by id (e.g. ``"rate|user:alice"``); False when there was none."""
+        removed = self.store.control.delete("rate_limit", rate_id, actor=actor)
+        self.governor.policy.invalidate()
+        return removed
+
+    def grants(self, limit_id: str | None = None) -> list[Grant]:
+        """Every grant (of ``limit_id`` only, when given), oldest first, expired ones included."""
+        found = [Grant.from_dict(body) for body in self.store.control.list_objects("grant")]
+        return found if limit_id is None else [grant for grant in found if grant.limit_id == limit_id]
+
+    def remove_grant(self, grant_id: str, *, actor: str = "system") -> bool:
+        """Remove a grant by id (recorded in the audit trail); False when there was none."""
+        removed = self.store.control.delete("grant", grant_id, actor=actor)
+        self.governor.policy.invalidate()
+        return removed
+
+    def emergency_stops(self) -> list[CircuitBreaker]:
+        """Every emergency stop in force or cooling down, set by hand or tripped by a breaker rule."""
+        return [CircuitBreaker.from_dict(body) for body in self.store.control.list_objects("breaker")]
+
     # -- the request path ---------------------------------------------------------------------------
 
     def authorize(

@@ -80,7 +80,7 @@ def set_stop(body: StopCreate, principal: Admin, svc: ServicesDep) -> dict[str, 
     responses=errors(),
 )
 def list_stops(_: Viewer, svc: ServicesDep) -> list[dict[str, Any]]:
-    return svc.meter.store.control.list_objects("breaker")
+    return [stop.to_dict() for stop in svc.meter.emergency_stops()]
 
 
 @router.delete(
@@ -117,7 +117,7 @@ def set_rate_limit(body: RateLimitCreate, principal: Admin, svc: ServicesDep) ->
     "/rate-limits", summary="List rate limits (admin, viewer)", response_model=list[RateLimitPublic], responses=errors()
 )
 def list_rate_limits(_: Viewer, svc: ServicesDep) -> list[dict[str, Any]]:
-    return svc.meter.store.control.list_objects("rate_limit")
+    return [rate.to_dict() for rate in svc.meter.rate_limits()]
 
 
 @router.delete(
@@ -127,7 +127,6 @@ def list_rate_limits(_: Viewer, svc: ServicesDep) -> list[dict[str, Any]]:
     responses=errors(404),
 )
 def delete_rate_limit(rate_id: str, principal: Admin, svc: ServicesDep) -> Response:
-    if not svc.meter.store.control.delete("rate_limit", rate_id, actor=actor_of(principal)):
+    if not svc.meter.remove_rate_limit(rate_id, actor=actor_of(principal)):
         raise not_found("rate limit", rate_id)
-    svc.meter.governor.policy.invalidate()
     return Response(status_code=204)

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from spendgate.budgets import Grant, Limit, Metric, Period
+from spendgate.budgets import Limit, Metric, Period
 from spendgate.server._adm_common import Public, Viewer, actor_of, aware, errors, money, not_found, parse_scope
 from spendgate.server._deps import Admin, Services, ServicesDep
 
@@ -163,15 +163,13 @@ def add_grant(limit_id: str, body: GrantCreate, principal: Admin, svc: ServicesD
 )
 def list_grants(limit_id: str, _: Viewer, svc: ServicesDep) -> list[dict[str, Any]]:
     _stored(svc, limit_id)
-    grants = [Grant.from_dict(body) for body in svc.meter.store.control.list_objects("grant")]
-    return [{**g.to_dict(), "amount": money(g.amount)} for g in grants if g.limit_id == limit_id]
+    return [{**g.to_dict(), "amount": money(g.amount)} for g in svc.meter.grants(limit_id)]
 
 
 @router.delete("/grants/{grant_id:path}", status_code=204, summary="Remove a grant", responses=errors(404))
 def delete_grant(grant_id: str, principal: Admin, svc: ServicesDep) -> Response:
-    if not svc.meter.store.control.delete("grant", grant_id, actor=actor_of(principal)):
+    if not svc.meter.remove_grant(grant_id, actor=actor_of(principal)):
         raise not_found("grant", grant_id)
-    svc.meter.governor.policy.invalidate()
     return Response(status_code=204)
 
 
