@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -57,6 +57,8 @@ TEXT_LIMITS: Mapping[str, int] = {
 }
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_REQUIRED_TEXT = tuple((name, TEXT_LIMITS[name]) for name in ("event_id", "provider", "model"))
+_OPTIONAL_TEXT = tuple((name, TEXT_LIMITS[name]) for name in OPTIONAL_TEXT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,11 +111,16 @@ class UsageEvent:
 
     def __post_init__(self) -> None:
         put = object.__setattr__
-        for name in ("event_id", "provider", "model"):
-            check_text(name, getattr(self, name), TEXT_LIMITS[name])
-        for name in OPTIONAL_TEXT_FIELDS:
-            check_optional_text(name, getattr(self, name), TEXT_LIMITS[name])
-        put(self, "timestamp", check_aware("timestamp", self.timestamp))
+        for name, limit in _REQUIRED_TEXT:
+            value = getattr(self, name)
+            if type(value) is not str or not value or len(value) > limit:  # the check says what is wrong
+                check_text(name, value, limit)
+        for name, limit in _OPTIONAL_TEXT:
+            value = getattr(self, name)
+            if value is not None and (type(value) is not str or not value or len(value) > limit):
+                check_optional_text(name, value, limit)
+        if type(self.timestamp) is not datetime or self.timestamp.tzinfo is not UTC:
+            put(self, "timestamp", check_aware("timestamp", self.timestamp))
         if not isinstance(self.usage, Usage):
             raise InvalidUsageError("usage", f"must be a spendgate.usage.Usage, got {type(self.usage).__name__}")
         put(self, "cost", check_money("cost", self.cost))
@@ -123,7 +130,8 @@ class UsageEvent:
                 "currency", f"must be a three-letter ISO 4217 code like 'USD', got {self.currency!r}"
             )
         for name in ("cost_estimated", "tokens_estimated", "success", "cached"):
-            check_bool(name, getattr(self, name))
+            if type(getattr(self, name)) is not bool:
+                check_bool(name, getattr(self, name))
         for name in ("latency_ms", "request_bytes", "response_bytes"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name))

@@ -93,13 +93,14 @@ class Settlement(RateLimiting):
 
     def _crossings(self, auth: Authorization, used: Mapping[str, int], after: Mapping[str, int], now: datetime) -> None:
         """Record thresholds the call took its limits across, and trip breaker rules it took over."""
+        rules = self.policy.get(now).rules
         for hold in auth.holds:
             if hold.key not in after:
                 continue
             metric = hold.limit.metric
             after_value = from_units(metric, after[hold.key])
             before = after_value - from_units(metric, used[hold.key])
-            cooldown = self.policy.get().rules.get(hold.limit.id)
+            cooldown = rules.get(hold.limit.id)
             if cooldown is not None:
                 if after_value > hold.effective_amount >= before:
                     self._trip(hold, after_value, cooldown, now)
