@@ -120,3 +120,22 @@ def test_key_creation_is_checked(env: Env) -> None:
         refused = env.call("POST", "/api/v1/keys", json=body)
         assert refused.status_code == 400 and refused.json()["error"]["field"] == field, refused.text
     assert env.call("GET", "/api/v1/keys/nope").status_code == 404
+
+
+def test_a_key_can_carry_cache_opt_in_and_tags_kept_through_rotation(env: Env) -> None:
+    body = {"role": "member", "user_id": "ann", "cache": True, "tags": {"feature": "search", "env": "prod"}}
+    created = env.call("POST", "/api/v1/keys", json=body).json()
+    assert created["cache"] is True and created["tags"] == {"feature": "search", "env": "prod"}
+    principal = env.ids.verify(created["key"])
+    assert principal is not None and principal.cache and dict(principal.tags) == body["tags"]
+    rotated = env.call("POST", f"/api/v1/keys/{created['key_id']}/rotate").json()
+    assert rotated["cache"] is True and rotated["tags"] == body["tags"]
+    plain = env.call("POST", "/api/v1/keys", json={"role": "viewer"}).json()
+    assert plain["cache"] is False and plain["tags"] == {}
+    for tags, field in (
+        ({"feature": 1}, "tags.feature"),
+        ({"": "x"}, "tags"),
+        ({f"t{i}": "x" for i in range(40)}, "tags"),
+    ):
+        refused = env.call("POST", "/api/v1/keys", json={"role": "viewer", "tags": tags})
+        assert refused.status_code == 400 and refused.json()["error"]["field"] == field, refused.text

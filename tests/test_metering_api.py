@@ -204,3 +204,20 @@ def test_member_events_are_pinned_and_unpriced_models_named(tmp_path: Path) -> N
         answer = env.call("POST", "/api/v1/events", json={"events": unpriced})
         assert answer.status_code == 400 and answer.json()["error"]["field"] == "events[2].model"
         assert env.meter.store.count() == 2
+
+
+def test_a_keys_tags_are_recorded_with_its_calls_and_a_calls_own_tags_win(env: Env) -> None:
+    made = env.call(
+        "POST", "/api/v1/keys", json={"role": "member", "user_id": "ann", "tags": {"app": "bot", "env": "prod"}}
+    )
+    key = {"Authorization": f"Bearer {made.json()['key']}"}
+    auth = env.client.post("/api/v1/authorize", headers=key, json={**CALL, "tags": {"env": "staging"}}).json()
+    assert env.client.post("/api/v1/settle", headers=key, json={"reservation_id": auth["reservation_id"],
+                                                                 "usage": USED}).status_code == 200  # fmt: skip
+    settled = env.meter.store.get(auth["reservation_id"])
+    assert settled is not None and dict(settled.tags) == {"app": "bot", "env": "staging"}
+    batch = [{**_events(1)[0], "event_id": "tagged-1"}, {**_events(1)[0], "event_id": "tagged-2", "tags": {"app": "x"}}]
+    assert env.client.post("/api/v1/events", headers=key, json={"events": batch}).status_code == 200
+    first, second = env.meter.store.get("tagged-1"), env.meter.store.get("tagged-2")
+    assert first is not None and dict(first.tags) == {"app": "bot", "env": "prod"}
+    assert second is not None and dict(second.tags) == {"app": "x", "env": "prod"}

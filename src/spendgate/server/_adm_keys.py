@@ -30,6 +30,10 @@ class KeyCreate(BaseModel):
     team_id: str | None = Field(default=None, min_length=1, max_length=200)
     name: str | None = Field(default=None, max_length=200)
     expires_at: datetime | None = None
+    cache: bool = False
+    """Gateway calls with this key use the response cache without the per-request header."""
+    tags: dict[str, str] = Field(default_factory=dict)
+    """Recorded on every call made with this key (a request's `x-spendgate-tags` override them)."""
 
 
 class KeyPublic(Public):
@@ -43,6 +47,8 @@ class KeyPublic(Public):
     created_at: str | None
     expires_at: str | None
     revoked_at: str | None
+    cache: bool = False
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class KeyCreated(KeyPublic):
@@ -87,6 +93,8 @@ def create_key(body: KeyCreate, principal: Admin, svc: ServicesDep) -> dict[str,
         team_id=team_id,
         name=body.name,
         expires_at=expires_at,
+        cache=body.cache,
+        tags=body.tags,
     )
     return _created(key, token)
 

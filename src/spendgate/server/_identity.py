@@ -19,7 +19,7 @@ from spendgate.clock import Clock
 from spendgate.errors import InvalidUsageError
 from spendgate.ledger import ControlStore
 
-__all__ = ["ApiKey", "IdentityStore", "Principal", "Role", "Team", "User"]
+__all__ = ["ApiKey", "IdentityStore", "Principal", "Role", "Team", "User", "check_key_tags"]
 
 Role = Literal["admin", "viewer", "member"]
 ROLES: tuple[Role, ...] = ("admin", "viewer", "member")
@@ -83,6 +83,10 @@ class ApiKey:
     created_at: str | None = None
     expires_at: str | None = None
     revoked_at: str | None = None
+    cache: bool = False
+    """Gateway calls with this key use the response cache without asking per request."""
+    tags: dict[str, str] = field(default_factory=dict)
+    """Tags every call made with this key is recorded with (a request's own tags override them)."""
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
@@ -99,6 +103,8 @@ class Principal:
     user_id: str | None = None
     team_id: str | None = None
     tier: str | None = None
+    cache: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_admin(self) -> bool:
@@ -165,10 +171,13 @@ class IdentityStore:
         team_id: str | None = None,
         name: str | None = None,
         expires_at: datetime | None = None,
+        cache: bool = False,
+        tags: Mapping[str, str] | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret token (shown once; only its hash is kept)."""
         if role not in ROLES:
             raise InvalidUsageError("role", f"must be one of {', '.join(ROLES)}")
+        checked_tags = check_key_tags(tags or {})
         if role == "member" and user_id is None:
             raise InvalidUsageError("user_id", "a member key belongs to a user")
         if expires_at is not None and expires_at.tzinfo is None:
@@ -184,6 +193,8 @@ class IdentityStore:
             hash=_hash(token),
             created_at=self.clock.now().isoformat(),
             expires_at=None if expires_at is None else expires_at.isoformat(),
+            cache=cache,
+            tags=checked_tags,
         )
         self.control.put("api_key", key_id, asdict(key), actor=actor, create_only=True)
         return key, token
@@ -211,7 +222,14 @@ class IdentityStore:
             return None
         expires = None if old.expires_at is None else datetime.fromisoformat(old.expires_at)
         return self.create_key(
-            role=old.role, actor=actor, user_id=old.user_id, team_id=old.team_id, name=old.name, expires_at=expires
+            role=old.role,
+            actor=actor,
+            user_id=old.user_id,
+            team_id=old.team_id,
+            name=old.name,
+            expires_at=expires,
+            cache=old.cache,
+            tags=old.tags,
         )
 
     def verify(self, token: str) -> Principal | None:
@@ -252,8 +270,29 @@ class IdentityStore:
                 if not user.is_active:
                     return None
                 tier = user.tier
-        principal = Principal(role=key.role, key_id=key.key_id, user_id=key.user_id, team_id=key.team_id, tier=tier)
+        principal = Principal(role=key.role, key_id=key.key_id, user_id=key.user_id, team_id=key.team_id, tier=tier,
+                              cache=key.cache, tags=dict(key.tags))  # fmt: skip
         return principal, expires
+
+
+#: At most this many tags on a key, each name and value at most 200 characters.
+MAX_KEY_TAGS = 32
+
+
+def check_key_tags(tags: Mapping[str, object]) -> dict[str, str]:
+    """A key's tags: string names and values, non-empty names, bounded (errors name ``tags.<name>``)."""
+    if not isinstance(tags, Mapping):
+        raise InvalidUsageError("tags", "must be an object of string values")
+    if len(tags) > MAX_KEY_TAGS:
+        raise InvalidUsageError("tags", f"at most {MAX_KEY_TAGS} tags")
+    out: dict[str, str] = {}
+    for name, value in tags.items():
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise InvalidUsageError("tags", f"names must be non-empty strings of at most 200 characters: {name!r}")
+        if not isinstance(value, str) or len(value) > 200:
+            raise InvalidUsageError(f"tags.{name}", "must be a string of at most 200 characters")
+        out[name] = value
+    return out
 
 
 def update_fields(current: Mapping[str, Any], changes: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:

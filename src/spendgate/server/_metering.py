@@ -150,6 +150,7 @@ def authorize(body: AuthorizeRequest, principal: Writer, svc: ServicesDep, reque
     ids = who.pin(body.model_dump())
     extra = body.model_dump(include={"session_id", "messages", "text", "tools", "system", "input_tokens",
                                      "max_tokens", "cache_available", "tags"})  # fmt: skip
+    extra["tags"] = {**principal.tags, **extra["tags"]}  # the key's tags, then the request's own
     auth = svc.meter.authorize(
         provider=body.provider, model=body.model, tier=who.tier(ids["user_id"], body.tier), **ids, **extra
     )
@@ -258,7 +259,11 @@ def record_events(body: EventBatch, principal: Writer, svc: ServicesDep) -> dict
     for i, event in enumerate(body.events):
         if not isinstance(event, dict):
             raise InvalidUsageError(f"events[{i}]", "must be an object")
-        events.append({**event, **who.pin(event, f"events[{i}].")})
+        pinned = {**event, **who.pin(event, f"events[{i}].")}
+        own = event.get("tags")
+        if principal.tags and (own is None or isinstance(own, Mapping)):  # the key's tags, then the event's own
+            pinned["tags"] = {**principal.tags, **(own or {})}
+        events.append(pinned)
     try:
         results = svc.meter.record_many(events)
     except UnknownModelError:
