@@ -110,6 +110,15 @@ class Settings(BaseSettings):
         "ledger writes cost the serving process nothing) or 'thread' (a background thread; always used for an "
         "in-memory SQLite ledger, which another process cannot open).",
     )
+    response_cache_url: str = Field(
+        default="memory://",
+        description="The gateway's response cache: memory:// (one per worker) or redis://host:6379/0[?prefix=...] "
+        "(shared by every worker and replica).",
+    )
+    response_cache_ttl_s: int = Field(default=3600, ge=1, description="How long a cached answer is served.")
+    response_cache_max_entries: int = Field(
+        default=1024, ge=1, description="Answers kept by a memory:// response cache (least recently used dropped)."
+    )
     counters_url: str = Field(
         default="memory://",
         description="Live budget counters: memory:// (one process) or redis://host:6379/0 (shared by replicas).",
