@@ -3,11 +3,11 @@ and the remaining-budget header for every limit metric."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -18,7 +18,7 @@ from spendgate.server._gw_reply import remaining_after
 from spendgate.server._gw_upstream import UpstreamClient
 from spendgate.settings import Upstream
 from spendgate.testing import FakeUpstream
-from test_gateway_support import HI, KEY_ENV, UPSTREAM_KEY, Gateway, fake, upstreams
+from test_gateway_support import HI, KEY_ENV, UPSTREAM_KEY, Gateway, Scripted, fake, upstreams
 
 __all__ = ["fake"]
 
@@ -88,13 +88,13 @@ def mocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Te
     ids.put_user(User(user_id="ann"), actor="test", create=True)
     token = ids.create_key(role="member", user_id="ann", actor="test")[1]
 
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        model = str(__import__("json").loads(request.content)["model"])
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=STREAMS[model])
+    async def transport(method: str, url: str, headers: dict[str, str], content: bytes | None, timeout_s: float) -> Any:
+        model = str(json.loads(content or b"{}")["model"])
+        return Scripted(200, {"content-type": "text/event-stream"}, [STREAMS[model]])
 
     app = create_app(meter.settings, meter=meter)
     with TestClient(app, raise_server_exceptions=False) as client:
-        app.state.gateway.client = UpstreamClient(transport=httpx2.MockTransport(handler))
+        app.state.gateway.client = UpstreamClient(transport=transport)
         yield client, meter, {"Authorization": f"Bearer {token}"}
     meter.close()
 

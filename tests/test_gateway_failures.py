@@ -15,18 +15,31 @@ import pytest
 from spendgate.ledger import UsageEvent
 from spendgate.settings import Upstream
 from spendgate.testing import FakeReply, FakeUpstream, Fault
-from test_gateway_support import HI, KEY_ENV, MASTER, UPSTREAM_KEY, Gateway, eventually, fake, gw, upstreams
+from test_gateway_support import HI, KEY_ENV, MASTER, MODES, UPSTREAM_KEY, Gateway, eventually, fake, upstreams
 
-__all__ = ["fake", "gw"]
+__all__ = ["fake"]
 
 CHAT: dict[str, Any] = {"model": "gpt-4o", "messages": HI}
 
 
-@pytest.fixture
-def slow_gw(tmp_path: Path, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
+@pytest.fixture(params=MODES)
+def gw(request: pytest.FixtureRequest, tmp_path: Path, fake: FakeUpstream,
+       monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:  # fmt: skip
+    """Every failure is tested with the meter on the event loop and in worker threads."""
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    gateway = Gateway(tmp_path, fake, mode=request.param).start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture(params=MODES)
+def slow_gw(request: pytest.FixtureRequest, tmp_path: Path, fake: FakeUpstream,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:  # fmt: skip
     """A gateway whose upstreams time out after 0.3 s."""
     monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
-    gateway = Gateway(tmp_path, fake, upstreams=upstreams(fake, timeout_s=0.3)).start()
+    gateway = Gateway(tmp_path, fake, mode=request.param, upstreams=upstreams(fake, timeout_s=0.3)).start()
     try:
         yield gateway
     finally:
@@ -137,7 +150,7 @@ def test_client_leaving_mid_stream_is_charged_for_what_was_produced(gw: Gateway)
         lines = answer.iter_lines()
         got = [line for line, _ in zip(lines, range(8), strict=False) if line.startswith("data:")]
     assert len(got) >= 3  # left after a few events; closing the stream drops the connection
-    event = eventually(lambda: gw.meter.store.get(reservation))
+    event = eventually(lambda: gw.find(reservation))
     assert event.tokens_estimated and event.status_code == 499 and event.success
     assert 0 < event.usage.output_tokens < full and event.cost and event.cost > 0
     assert all(status.reserved == 0 for status in gw.meter.budget_status(user_id="ann"))

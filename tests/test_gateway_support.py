@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -50,12 +50,23 @@ def upstreams(fake: FakeUpstream, timeout_s: float = 5.0) -> dict[str, Upstream]
     }  # fmt: skip
 
 
-class Gateway:
-    """The service under uvicorn in a thread, in front of ``fake``; ``key`` is member ann's API key."""
+#: How the gateway runs the meter: on the event loop (memory counters + a write-ahead journal, the default
+#: of ``spendgate serve``), or in worker threads (a meter that does I/O: no journal here).
+MODES = ("inline", "threads")
 
-    def __init__(self, tmp_path: Path, fake: FakeUpstream, **settings: Any) -> None:
+
+class Gateway:
+    """The service under uvicorn in a thread, in front of ``fake``; ``key`` is member ann's API key.
+
+    ``mode`` is one of `MODES`.
+    """
+
+    def __init__(self, tmp_path: Path, fake: FakeUpstream, *, mode: str = "inline", **settings: Any) -> None:
+        assert mode in MODES, mode
         self.fake = fake
         self.clock = FakeClock(T0)
+        if mode == "inline":
+            settings.setdefault("journal_dir", tmp_path / "journal")
         self.settings = Settings(database_url=f"sqlite:///{tmp_path / 'gw.db'}", master_key=MASTER,  # type: ignore[arg-type]
                                  upstreams=settings.pop("upstreams", None) or upstreams(fake), **settings)  # fmt: skip
         self.meter = Meter(settings=self.settings, clock=self.clock)
@@ -77,7 +88,13 @@ class Gateway:
             time.sleep(0.01)
         port = self.server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
+        inline = self.app.state.gateway.inline_meter
+        assert inline is (self.mode == "inline"), f"the gateway runs its meter {'inline' if inline else 'in threads'}"
         return self
+
+    @property
+    def mode(self) -> str:
+        return "threads" if self.settings.journal_dir is None else "inline"
 
     def stop(self) -> None:
         for client in self.clients:
@@ -105,8 +122,13 @@ class Gateway:
         self.clients.append(client)
         return client
 
+    def find(self, event_id: str) -> UsageEvent | None:
+        """The event in the ledger (journaled settles are written there first), or None."""
+        self.meter.flush()
+        return self.meter.store.get(event_id)
+
     def event(self, event_id: str) -> UsageEvent:
-        found = self.meter.store.get(event_id)
+        found = self.find(event_id)
         assert found is not None, f"no event {event_id}"
         return found
 
@@ -129,6 +151,26 @@ def eventually(probe: Callable[[], T | None], timeout_s: float = 5.0) -> T:
         time.sleep(0.02)
 
 
+class Scripted:
+    """An upstream answer for `UpstreamClient`'s ``transport``: ``chunks`` in order, then ``error`` if given."""
+
+    def __init__(self, status: int, headers: dict[str, str], chunks: list[bytes], error: Exception | None = None):
+        self.status_code = status
+        self.headers = httpx.Headers(headers)  # case-insensitive, as an upstream's headers are
+        self.chunks = chunks
+        self.error = error
+        self.closed = False
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+        if self.error is not None:
+            raise self.error
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeUpstream]:
     with FakeUpstream(api_key=UPSTREAM_KEY) as upstream:
@@ -137,6 +179,7 @@ def fake() -> Iterator[FakeUpstream]:
 
 @pytest.fixture
 def gw(tmp_path: Path, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
+    """A gateway whose meter runs on the event loop (`Gateway` ``mode="inline"``)."""
     monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
     gateway = Gateway(tmp_path, fake).start()
     try:

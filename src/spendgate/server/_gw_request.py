@@ -33,8 +33,8 @@ def _bad(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_request_error", f"{field}: {message}", field=field)
 
 
-async def read_json(request: Request) -> tuple[dict[str, Any], int]:
-    """The request's JSON object and its size in bytes; 400 when the body is not a JSON object."""
+async def read_json(request: Request) -> tuple[dict[str, Any], bytes]:
+    """The request's JSON object and its bytes; 400 when the body is not a JSON object."""
     raw = await request.body()
     try:
         body = json.loads(raw)
@@ -42,7 +42,7 @@ async def read_json(request: Request) -> tuple[dict[str, Any], int]:
         raise _bad("body", "is not valid JSON") from None
     if not isinstance(body, dict):
         raise _bad("body", f"must be a JSON object, got {type(body).__name__}")
-    return body, len(raw)
+    return body, raw
 
 
 def _check_model(body: Mapping[str, Any]) -> None:

@@ -25,7 +25,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
-import httpx2
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -34,7 +33,7 @@ from spendgate.integrations._streams import StreamTally
 from spendgate.meter import Authorization, Meter
 from spendgate.server._gw_routing import Wire
 from spendgate.server._gw_sse import SseSplitter, error_event, event_data
-from spendgate.server._gw_upstream import TRANSPORT_ERRORS, failure_from_exception
+from spendgate.server._gw_upstream import TRANSPORT_ERRORS, UpstreamStream, failure_from_exception
 
 __all__ = ["CLIENT_CLOSED", "Relay", "RelayResponse"]
 
@@ -56,7 +55,7 @@ class Relay:
     def __init__(
         self,
         *,
-        response: httpx2.Response,
+        response: UpstreamStream,
         wire: Wire,
         provider: str,
         call: Call,

@@ -1,4 +1,4 @@
-"""Calling providers: one shared ``httpx2.AsyncClient`` per app, and every failure as an `UpstreamFailure`.
+"""Calling providers: one shared ``aiohttp.ClientSession`` per app, and every failure as an `UpstreamFailure`.
 
 Failure kinds (the ledger's ``error_kind``) and what the client gets:
 
@@ -12,29 +12,42 @@ timeout           504 with a JSON error (no answer within ``Upstream.timeout_s``
 connection        502 with a JSON error (refused, reset, closed mid-body)
 bad_response      502 with a JSON error (a success whose body is not JSON)
 ================  ===================================================================
+
+``Upstream.timeout_s`` bounds getting a connection (from the pool, or a new one) and every wait for
+bytes from the upstream (so a stream that stalls between events times out too), not the whole call.
+
+An `UpstreamClient` can be given a `Transport` instead of its connection pool: tests use one to answer
+with scripted bytes and failures without a server.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-import httpx2
+import aiohttp
 
 from spendgate.server._gw_reply import error_body
 from spendgate.server._gw_routing import Wire
 
 __all__ = [
     "TRANSPORT_ERRORS",
+    "Transport",
     "UpstreamClient",
     "UpstreamFailure",
+    "UpstreamReply",
+    "UpstreamStream",
     "failure_from_exception",
     "failure_from_response",
     "kind_of_status",
+    "passthrough",
 ]
 
-#: Transport-level failures of an upstream call (everything else is a bug and is not hidden).
-TRANSPORT_ERRORS = (httpx2.HTTPError, OSError, ValueError)
+#: Transport-level failures of an upstream call (everything else is a bug and is not hidden). aiohttp's
+#: timeouts are ``TimeoutError``s; its connection failures ``aiohttp.ClientError`` (many also ``OSError``).
+TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
 
 #: Upstream response headers a client may need (request ids for support tickets, retry hints).
 PASSTHROUGH_HEADERS = ("retry-after", "x-request-id", "request-id", "openai-processing-ms")
@@ -47,7 +60,8 @@ def kind_of_status(status: int) -> str:
     return "upstream_5xx" if status >= 500 else "upstream_4xx"
 
 
-def passthrough(headers: httpx2.Headers) -> dict[str, str]:
+def passthrough(headers: Mapping[str, str]) -> dict[str, str]:
+    """The `PASSTHROUGH_HEADERS` an upstream sent (``headers`` looks names up case-insensitively)."""
     return {name: value for name in PASSTHROUGH_HEADERS if (value := headers.get(name)) is not None}
 
 
@@ -83,7 +97,7 @@ class UpstreamFailure(Exception):
         return {"type": self.kind, "message": self.body.decode("utf-8", errors="replace")[:500]}
 
 
-def failure_from_response(status: int, body: bytes, headers: httpx2.Headers) -> UpstreamFailure:
+def failure_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamFailure:
     """An upstream error answer (status >= 400), passed through to the client as it came."""
     media_type = headers.get("content-type", "application/json")
     return UpstreamFailure(kind_of_status(status), status, body, passthrough(headers), status, media_type)
@@ -91,9 +105,9 @@ def failure_from_response(status: int, body: bytes, headers: httpx2.Headers) -> 
 
 def failure_from_exception(exc: BaseException, wire: Wire, provider: str) -> UpstreamFailure:
     """A transport failure: 504 for a timeout, 502 for anything else (with a JSON error in the wire's shape)."""
-    if isinstance(exc, httpx2.TimeoutException | TimeoutError):
+    if isinstance(exc, TimeoutError):  # before ClientError: aiohttp's timeouts are both
         kind, status, message = "timeout", 504, f"{provider} did not answer in time"
-    elif isinstance(exc, json.JSONDecodeError | UnicodeDecodeError | httpx2.DecodingError):
+    elif isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
         kind, status, message = "bad_response", 502, f"{provider} sent a response that is not valid JSON"
     else:
         kind, status, message = "connection", 502, f"the connection to {provider} failed: {type(exc).__name__}"
@@ -101,31 +115,133 @@ def failure_from_exception(exc: BaseException, wire: Wire, provider: str) -> Ups
     return UpstreamFailure(kind, status, body)
 
 
+class UpstreamStream(Protocol):
+    """An upstream answer whose body is still to be read; its owner must `aclose` it."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The response headers, looked up case-insensitively."""
+        ...
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body, in pieces as they arrive; raises one of `TRANSPORT_ERRORS` when the transfer fails."""
+        ...
+
+    async def aclose(self) -> None:
+        """Give the connection back (or close it when the body was not read to its end); idempotent."""
+        ...
+
+
+#: ``(method, url, headers, body, timeout_s) -> UpstreamStream``: what sends a request (see `UpstreamClient`).
+Transport = Callable[[str, str, dict[str, str], bytes | None, float], Awaitable[UpstreamStream]]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    """A successful upstream answer read whole."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+class _AiohttpStream:
+    """An `UpstreamStream` over an aiohttp response."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    @property
+    def status_code(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        async for data in self._response.content.iter_any():
+            yield data
+
+    async def read(self) -> bytes:
+        return await self._response.read()
+
+    async def aclose(self) -> None:
+        if self._response.content.at_eof():
+            self._response.release()  # the connection goes back to the pool
+        else:
+            self._response.close()  # unread bytes: the connection cannot be reused
+
+
 class UpstreamClient:
-    """The app's connection pool to every upstream; ``transport`` is for tests (e.g. a mock transport)."""
+    """The app's connection pool to every upstream (keep-alive), opened on first use in the running loop.
 
-    def __init__(self, *, transport: httpx2.AsyncBaseTransport | None = None, max_connections: int = 512) -> None:
-        limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections // 4)
-        self._client = httpx2.AsyncClient(limits=limits, transport=transport, trust_env=False)
+    ``transport``, when given, sends every request instead of the pool (tests use it to script answers).
+    """
 
-    async def send(
-        self, method: str, url: str, *, headers: dict[str, str], content: bytes | None, timeout_s: float, stream: bool
-    ) -> httpx2.Response:
-        """Send one request; with ``stream`` the body is left to read (the caller must close the response).
+    def __init__(self, *, transport: Transport | None = None, max_connections: int = 512) -> None:
+        self._transport = transport
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        return self._session
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        found = self._timeouts.get(seconds)
+        if found is None:
+            found = self._timeouts[seconds] = aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
+        return found
+
+    async def open(
+        self, method: str, url: str, *, headers: dict[str, str], content: bytes | None, timeout_s: float
+    ) -> UpstreamStream:
+        """Send one request and return once the response's head has arrived; the caller must close it.
 
         Raises `UpstreamFailure` for an error status (its body read) and lets transport errors through.
         """
-        request = self._client.build_request(
-            method, url, headers=headers, content=content, timeout=httpx2.Timeout(timeout_s)
-        )
-        response = await self._client.send(request, stream=stream)
-        if response.status_code >= 400:
+        stream: UpstreamStream
+        if self._transport is not None:
+            stream = await self._transport(method, url, headers, content, timeout_s)
+        else:
+            session = self._session or self._open()
+            response = await session.request(method, url, headers=headers, data=content,
+                                             timeout=self._timeout(timeout_s), allow_redirects=False)  # fmt: skip
+            stream = _AiohttpStream(response)
+        if stream.status_code >= 400:
             try:
-                body = await response.aread()
+                body = await _read(stream)
             finally:
-                await response.aclose()
-            raise failure_from_response(response.status_code, body, response.headers)
-        return response
+                await stream.aclose()
+            raise failure_from_response(stream.status_code, body, stream.headers)
+        return stream
+
+    async def fetch(
+        self, method: str, url: str, *, headers: dict[str, str], content: bytes | None, timeout_s: float
+    ) -> UpstreamReply:
+        """Send one request and read its whole answer (raises as :meth:`open` does, or if the body fails)."""
+        stream = await self.open(method, url, headers=headers, content=content, timeout_s=timeout_s)
+        try:
+            body = await _read(stream)
+        finally:
+            await stream.aclose()
+        return UpstreamReply(stream.status_code, stream.headers, body)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def _read(stream: UpstreamStream) -> bytes:
+    if isinstance(stream, _AiohttpStream):
+        return await stream.read()
+    return b"".join([data async for data in stream.aiter_bytes()])
