@@ -21,7 +21,7 @@ from spendgate import Meter, Settings
 from spendgate.server import IdentityStore, User, create_app
 from spendgate.server import _app as app_module
 from spendgate.server import _gateway as gateway_module
-from spendgate.server._deps import Services, _cached, gateway_caller
+from spendgate.server._deps import Services, gateway_caller
 from spendgate.server._errors import ApiError
 from spendgate.server._gw_asgi import GatewayFastPath, _route_path
 from spendgate.server._gw_upstream import TRANSPORT_ERRORS, UpstreamClient, UpstreamFailure, failure_from_exception
@@ -180,11 +180,11 @@ def test_keys_are_answered_from_the_identity_cache_until_it_lapses(tmp_path: Pat
             request = Request({"type": "http", "headers": [(b"authorization", f"Bearer {token}".encode())]})
             return anyio.run(gateway_caller, request, svc)
 
-        assert _cached(ids, token) is None
+        assert ids.cached(token) is None
         assert call(token).user_id == "ann" and len(looked_up) == 1
         assert call(token).user_id == "ann" and len(looked_up) == 1  # from the cache, on the event loop
         clock.advance(minutes=2)  # the key expired: the cache does not answer for it
-        assert _cached(ids, token) is None
+        assert ids.cached(token) is None
         with pytest.raises(ApiError) as expired:
             call(token)
         assert expired.value.status == 401 and len(looked_up) == 2

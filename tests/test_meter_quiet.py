@@ -193,6 +193,7 @@ def _compare(root: Path, ops: list[tuple[Any, ...]], **settings: Any) -> list[bo
             if isinstance(got, Authorization) and isinstance(want, Authorization):
                 assert got.to_dict() == want.to_dict() and got.reason == want.reason
                 assert got.decision.checks == want.decision.checks
+                assert got.binding_remaining() == (want.decision.limit, want.decision.remaining)
                 got, want = _sans_entry_ids(got), _sans_entry_ids(want)
             assert got == want, op
             for user in USERS:

@@ -32,6 +32,9 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (needs redis:// counters when > 1).")] = 1,
     counters_url: Annotated[str | None, typer.Option(help="memory:// or redis://host:6379/0.")] = None,
     database_url: DatabaseOpt = None,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (the ledger records every metered call anyway).")
+    ] = False,
 ) -> None:
     """Start the service on the configured ledger (SQLite by default)."""
     settings = build_settings(database_url)
@@ -51,12 +54,16 @@ def serve(
         os.environ["SPENDGATE_JOURNAL_DIR"] = str(journal)
     import uvicorn
 
+    from spendgate.server import uvicorn_options
+
     uvicorn.run(
         "spendgate.server._app:app_from_env",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
+        access_log=access_log,
+        **uvicorn_options(),
     )
 
 

@@ -54,6 +54,7 @@ log = logging.getLogger("spendgate.ledger")
 
 _LIVE = "journal-"
 _SEALED = "sealed-"
+_DRAIN_LOCK = ".drain.lock"
 _SUFFIX = ".jsonl"
 _USAGE_FIELDS = tuple(f.name for f in fields(Usage))
 _DECIMAL_FIELDS = ("cost", "cache_savings")
@@ -106,15 +107,26 @@ WriterKind = Literal["thread", "process"]
 def drain(directory: Path, store: UsageStore, *, wait: bool, max_batch: int = 5000) -> int:
     """Write every sealed journal file in ``directory`` to ``store``, and the files of dead processes.
 
-    ``wait`` waits for a sealed file another drainer holds (then finds it done, or does it); otherwise
-    such a file is skipped. Live processes' current files are always skipped. Returns the events written.
+    One drain runs at a time per directory (across processes: ``.drain.lock``). ``wait`` waits for a
+    drain in progress to finish and then drains whatever is left, so that everything sealed before
+    the call is in the ledger when it returns; otherwise, when another drain runs, this one does
+    nothing. Live processes' current files are skipped. Returns the events this call wrote.
     """
-    written = 0
-    for path in sorted(directory.glob(f"{_SEALED}*{_SUFFIX}")):
-        written += _drain_file(path, store, block=wait, max_batch=max_batch)
-    for path in sorted(directory.glob(f"{_LIVE}*{_SUFFIX}")):
-        written += _drain_file(path, store, block=False, max_batch=max_batch)
-    return written
+    lock = os.open(directory / _DRAIN_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0
+        written = 0
+        for path in sorted(directory.glob(f"{_SEALED}*{_SUFFIX}")):
+            # Blocking: the only other holder is the owner, between sealing the file and closing it.
+            written += _drain_file(path, store, block=True, max_batch=max_batch)
+        for path in sorted(directory.glob(f"{_LIVE}*{_SUFFIX}")):
+            written += _drain_file(path, store, block=False, max_batch=max_batch)  # held: its owner lives
+        return written
+    finally:
+        os.close(lock)  # releases the lock
 
 
 def _drain_file(path: Path, store: UsageStore, *, block: bool, max_batch: int) -> int:

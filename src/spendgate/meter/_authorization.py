@@ -95,6 +95,19 @@ class Authorization:
     note: str = ""
     args: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The arguments :meth:`Meter.authorize` was called with (a deferred call is authorized again with them)."""
+    quick_binding: tuple[Limit, Decimal] | None = field(default=None, compare=False, repr=False)
+    """The binding limit and what it had left, when the quiet path worked them out on the way (see
+    :meth:`binding_remaining`)."""
+
+    def binding_remaining(self) -> tuple[Limit | None, Decimal | None]:
+        """The binding limit and what it has left before this call: ``(limit, remaining)``.
+
+        The same as ``(auth.limit, auth.remaining)``, but a plain ALLOW answers it without building the
+        decision's full explanation (for response headers on every call).
+        """
+        if self.quick_binding is not None:
+            return self.quick_binding
+        return self.decision.limit, self.decision.remaining
 
     @property
     def allowed(self) -> bool:

@@ -29,6 +29,7 @@ from spendgate.budgets import (
     RequestEstimate,
     allows_quietly,
     decide,
+    utilization,
     worst_case_output_tokens,
 )
 from spendgate.clock import Clock
@@ -280,7 +281,8 @@ class Governor(Settlement):
             return None
         if self._throttles:
             self._forget_throttle(_throttle_key(ctx))
-        return answer(decision=decision, holds=tuple(holds), rate_holds=rate)
+        quick = _binding(plan, read, estimate)
+        return answer(decision=decision, holds=tuple(holds), rate_holds=rate, quick_binding=quick)
 
     # -- the general path ------------------------------------------------------------------------------
 
@@ -397,3 +399,23 @@ class Governor(Settlement):
             now=now,
             options=options,
         )
+
+
+def _binding(plan: Plan, read: Mapping[str, CounterState], estimate: RequestEstimate) -> tuple[Limit, Decimal] | None:
+    """The binding limit of a quiet ALLOW and what it has left, as ``decide()`` works them out.
+
+    Every check of a quiet ALLOW is an ALLOW, so the binding one is the first with the highest
+    utilization (spent + reserved + this request's worst case, over the effective amount).
+    """
+    best: tuple[Decimal, Limit, Decimal] | None = None
+    for limit, slot, amount in zip(plan.limits, plan.slots, plan.amounts, strict=True):
+        metric = limit.metric
+        if slot is None:
+            spent = reserved = _ZERO
+        else:
+            counter = read[slot.key]
+            spent, reserved = from_units(metric, counter.spent), from_units(metric, counter.reserved)
+        ratio = utilization(spent + reserved + estimate.amount(metric), amount)
+        if best is None or ratio > best[0]:
+            best = (ratio, limit, max(_ZERO, amount - spent - reserved))
+    return None if best is None else (best[1], best[2])

@@ -117,11 +117,12 @@ class Meter(QueueMethods):
         """True when authorize, settle and release do no network or database I/O on the caller's thread.
 
         That is: in-process counters (``memory://``) and settles acknowledged by the write-ahead journal
-        (``journal_dir``), whose batches reach the ledger from a background thread. An async server may
+        (``journal_dir``) without an fsync (``durability="process"``), whose batches reach the ledger from
+        the journal's writer. An async server may
         then call them on its event loop instead of a worker thread. (The policy cache still reads the
         ledger's limits once every ``policy_refresh_s``.)
         """
-        return self.journal is not None and isinstance(self.counters, MemoryCounterStore)
+        return self.journal is not None and not self.journal.fsync and isinstance(self.counters, MemoryCounterStore)
 
     # -- no I/O -------------------------------------------------------------------------------------
 

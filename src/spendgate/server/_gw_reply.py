@@ -60,8 +60,8 @@ def budget_headers(auth: Authorization, remaining: Decimal | None = None) -> dic
     """``x-spendgate-action`` and, when a limit binds, its id and what it has left (``remaining``, or the
     decision's figure before the call)."""
     headers = {"x-spendgate-action": auth.action.value}
-    limit = auth.limit
-    left = remaining if remaining is not None else auth.remaining
+    limit, before = auth.binding_remaining()
+    left = remaining if remaining is not None else before
     if limit is not None and left is not None:
         headers["x-spendgate-budget-limit"] = limit.id
         headers["x-spendgate-budget-remaining"] = _decimal(left)
@@ -70,7 +70,7 @@ def budget_headers(auth: Authorization, remaining: Decimal | None = None) -> dic
 
 def remaining_after(auth: Authorization, usage: Usage, cost: Decimal | None) -> Decimal | None:
     """What the binding limit has left after a settled call (None when unknown)."""
-    limit, before = auth.limit, auth.remaining
+    limit, before = auth.binding_remaining()
     if limit is None or before is None or limit.per_request:
         return before
     used: Decimal | int | None

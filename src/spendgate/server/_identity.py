@@ -232,15 +232,22 @@ class IdentityStore:
             tags=old.tags,
         )
 
+    def cached(self, token: str) -> Principal | None:
+        """What :meth:`verify` answers from its cache, with no I/O; None when the token is not cached."""
+        cached = self._verified.get(_hash(token))
+        if cached is not None and cached[1] > time.monotonic() and (cached[2] is None or cached[2] > self.clock.now()):
+            return cached[0]
+        return None
+
     def verify(self, token: str) -> Principal | None:
         """The principal of a valid, unexpired, unrevoked key; None otherwise (cached for ``cache_s``)."""
         if not token.startswith(_PREFIX):
             return None
+        found_cached = self.cached(token)
+        if found_cached is not None:
+            return found_cached
         digest = _hash(token)
-        cached = self._verified.get(digest)
         now_s = time.monotonic()
-        if cached is not None and cached[1] > now_s and (cached[2] is None or cached[2] > self.clock.now()):
-            return cached[0]
         found = self._verify(token, digest)
         if found is None:
             return None
