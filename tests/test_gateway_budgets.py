@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
 from spendgate import Usage
-from test_gateway_support import HI, Gateway, fake, gw
+from spendgate.testing import FakeUpstream
+from test_gateway_support import HI, KEY_ENV, UPSTREAM_KEY, Gateway, fake, gw
 
 __all__ = ["fake", "gw"]
 
@@ -122,3 +126,62 @@ def test_cache_only_decision_is_served_from_the_cache(gw: Gateway) -> None:
     event = next(e for e in gw.events(user_id="cy") if e.cached)
     assert event.action == "cache_only" and event.cost == 0 and event.cache_savings
     assert other.status_code == 402 and other.json()["error"]["action"] == "deny"  # nothing cached for it
+
+
+def test_a_key_that_opts_in_is_cached_without_the_header_and_a_request_can_opt_out(gw: Gateway) -> None:
+    _, token = gw.ids.create_key(role="member", user_id="ann", team_id="ml", actor="test", cache=True)
+    with gw.http(token) as http:
+        first = http.post("/v1/chat/completions", json=chat(temperature=0))
+        second = http.post("/v1/chat/completions", json=chat(temperature=0))
+        skipped = http.post("/v1/chat/completions", json=chat(temperature=0), headers={"x-spendgate-cache": "off"})
+    assert first.headers["x-spendgate-cache"] == "miss" and second.headers["x-spendgate-cache"] == "hit"
+    assert "x-spendgate-cache" not in skipped.headers and len(gw.fake.requests) == 2
+
+
+def test_tags_come_from_the_key_and_the_x_spendgate_tags_header(gw: Gateway) -> None:
+    _, token = gw.ids.create_key(role="member", user_id="ann", actor="test", tags={"app": "bot", "env": "prod"})
+    with gw.http(token) as http:
+        tagged = http.post("/v1/chat/completions", json=chat(), headers={"x-spendgate-tags": "env=dev, feature=search"})
+        plain = http.post("/v1/chat/completions", json=chat())
+        bad = http.post("/v1/chat/completions", json=chat(), headers={"x-spendgate-tags": "feature"})
+    event = gw.event(tagged.headers["x-spendgate-reservation"])
+    assert dict(event.tags) == {"app": "bot", "env": "dev", "feature": "search"}  # the request's own win
+    assert dict(gw.event(plain.headers["x-spendgate-reservation"]).tags) == {"app": "bot", "env": "prod"}
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "x-spendgate-tags"
+    assert len(gw.fake.requests) == 2  # the malformed one never reached the upstream
+
+
+def test_a_redis_response_cache_is_shared_by_gateways(
+    tmp_path: Path, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    prefix = f"sgtest-{uuid.uuid4().hex[:10]}:"
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis not reachable on 127.0.0.1:6379: {exc} (CI=true: a missing service is a failure)")
+        pytest.skip(f"Redis not reachable on 127.0.0.1:6379: {exc}")
+    url = f"redis://127.0.0.1:6379/0?prefix={prefix}"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = Gateway(tmp_path / "a", fake, response_cache_url=url).start()
+    two = Gateway(tmp_path / "b", fake, response_cache_url=url).start()
+    try:
+        with one.http() as a, two.http() as b:
+            first = a.post("/v1/chat/completions", json=chat(temperature=0), headers=CACHE_ON)
+            second = b.post("/v1/chat/completions", json=chat(temperature=0), headers=CACHE_ON)
+        assert first.headers["x-spendgate-cache"] == "miss" and second.headers["x-spendgate-cache"] == "hit"
+        assert second.content == first.content and len(fake.requests) == 1
+        assert two.event(second.headers["x-spendgate-reservation"]).cached
+        assert list(client.scan_iter(match=f"{prefix}cache:*"))  # the answer lives in Redis
+    finally:
+        one.stop()
+        two.stop()
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -13,18 +13,18 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from spendgate.server._deps import Caller, Services, ServicesDep
 from spendgate.server._errors import ApiError
-from spendgate.server._gw_cache import ResponseCache
 from spendgate.server._gw_flow import ANTHROPIC_API, CHAT_API, EMBEDDINGS_API, Api, GatewayState, exchange
 from spendgate.server._gw_routing import resolve, upstream_headers, upstream_url
 from spendgate.server._gw_upstream import TRANSPORT_ERRORS, UpstreamClient, UpstreamFailure
 from spendgate.server._identity import Principal
+from spendgate.server._response_cache import open_response_cache
 from spendgate.settings import Upstream
 
 __all__ = ["router"]
@@ -36,13 +36,18 @@ log = logging.getLogger("spendgate.server.gateway")
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The gateway's shared state: one upstream connection pool and one response cache per app."""
     svc: Services = app.state.services
-    state = GatewayState(client=UpstreamClient(), cache=ResponseCache(svc.meter.clock), environ=os.environ,
+    settings = svc.settings
+    cache = open_response_cache(settings.response_cache_url, svc.meter.clock,
+                                ttl=timedelta(seconds=settings.response_cache_ttl_s),
+                                max_entries=settings.response_cache_max_entries)  # fmt: skip
+    state = GatewayState(client=UpstreamClient(), cache=cache, environ=os.environ,
                          inline_meter=svc.meter.nonblocking)  # fmt: skip
     app.state.gateway = state
     try:
         yield
     finally:
         await state.client.aclose()
+        await cache.aclose()
 
 
 router = APIRouter(lifespan=_lifespan, tags=["gateway"])

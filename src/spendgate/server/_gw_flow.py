@@ -28,7 +28,7 @@ from spendgate.integrations._endpoints import ANTHROPIC_MESSAGES, OPENAI_CHAT, O
 from spendgate.meter import Authorization
 from spendgate.server._deps import Services
 from spendgate.server._errors import ApiError
-from spendgate.server._gw_cache import CachedResponse, ResponseCache
+from spendgate.server._gw_cache import CachedResponse
 from spendgate.server._gw_reply import budget_headers, refusal, remaining_after
 from spendgate.server._gw_request import cache_key, check_chat, check_embeddings, check_messages, prompt_hash, read_json
 from spendgate.server._gw_routing import Route, Wire, resolve, upstream_headers, upstream_url
@@ -41,6 +41,7 @@ from spendgate.server._gw_upstream import (
     passthrough,
 )
 from spendgate.server._identity import Principal
+from spendgate.server._response_cache import CacheBackend
 from spendgate.usage import Usage
 
 __all__ = ["ANTHROPIC_API", "CHAT_API", "EMBEDDINGS_API", "Api", "Exchange", "GatewayState", "exchange"]
@@ -76,7 +77,7 @@ class GatewayState:
     """
 
     client: UpstreamClient
-    cache: ResponseCache
+    cache: CacheBackend
     environ: Mapping[str, str]
     inline_meter: bool = False
 
@@ -91,8 +92,38 @@ class GatewayState:
         return await in_thread(func)
 
 
-def _cache_wanted(headers: Mapping[str, str]) -> bool:
-    return headers.get("x-spendgate-cache", "").strip().lower() in ("on", "1", "true", "yes")
+def _cache_wanted(headers: Mapping[str, str], principal: Principal) -> bool:
+    """``x-spendgate-cache: on`` opts a request in, ``off`` out; otherwise the key's own setting decides."""
+    asked = headers.get("x-spendgate-cache", "").strip().lower()
+    if asked in ("on", "1", "true", "yes"):
+        return True
+    if asked in ("off", "0", "false", "no"):
+        return False
+    return principal.cache
+
+
+#: At most this many tags from ``x-spendgate-tags``, each name and value at most 200 characters.
+MAX_HEADER_TAGS = 32
+
+
+def header_tags(headers: Mapping[str, str]) -> dict[str, str]:
+    """Tags from ``x-spendgate-tags: feature=search, env=prod`` (400 naming the header when malformed)."""
+    raw = headers.get("x-spendgate-tags", "").strip()
+    if not raw:
+        return {}
+    tags: dict[str, str] = {}
+    for part in raw.split(","):
+        name, sep, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or len(name) > 200 or len(value) > 200:
+            raise ApiError(400, "invalid_request_error", "x-spendgate-tags: expected name=value pairs separated by "
+                           f"commas (names and values at most 200 characters), got {part.strip()!r}",
+                           field="x-spendgate-tags")  # fmt: skip
+        tags[name] = value
+    if len(tags) > MAX_HEADER_TAGS:
+        raise ApiError(400, "invalid_request_error", f"x-spendgate-tags: at most {MAX_HEADER_TAGS} tags",
+                       field="x-spendgate-tags")  # fmt: skip
+    return tags
 
 
 def _elapsed_ms(started: float) -> int:
@@ -154,10 +185,11 @@ class Exchange:
         headers = upstream_headers(route.provider, route.upstream, self.headers, self.state.environ)
         stream = self.api.streams and self.body.get("stream") is True
         key = None
-        if not stream and _cache_wanted(self.headers):
+        tags = {**self.principal.tags, **header_tags(self.headers)}  # the request's own tags win
+        if not stream and _cache_wanted(self.headers, self.principal):
             key = cache_key(self.api.name, {**self.body, "model": f"{route.provider}/{route.model}"})
-        hit = None if key is None else self.state.cache.get(key)
-        call, auth = await self.state.metered(lambda: self._authorize(route, stream, hit is not None))
+        hit = None if key is None else await self.state.cache.get(key)
+        call, auth = await self.state.metered(lambda: self._authorize(route, stream, hit is not None, tags))
         if hit is not None and (auth.allowed or auth.action is Action.CACHE_ONLY):
             return await self._serve_cached(call, auth, route, hit)
         if not auth.allowed:
@@ -184,10 +216,12 @@ class Exchange:
         except Exception:  # the original error matters more; the hold still lapses after its TTL
             log.exception("could not release the hold %s", auth.reservation_id)
 
-    def _authorize(self, route: Route, stream: bool, cache_available: bool) -> tuple[Call, Authorization]:
+    def _authorize(
+        self, route: Route, stream: bool, cache_available: bool, tags: Mapping[str, str]
+    ) -> tuple[Call, Authorization]:
         p = self.principal
         identity = Identity(user_id=p.user_id, team_id=p.team_id, api_key_id=p.key_id, tier=p.tier,
-                            session_id=self.headers.get("x-spendgate-session"),
+                            session_id=self.headers.get("x-spendgate-session"), tags=tags,
                             request_type=self.api.name)  # fmt: skip
         call = Call(counter=self.meter.tokens, provider=route.provider, model=route.model, endpoint=self.api.endpoint,
                     identity=identity, kwargs=self.body, stream=stream)  # fmt: skip
@@ -271,7 +305,7 @@ class Exchange:
         if key is not None:
             entry = CachedResponse(response.content, media_type, target.provider, target.model, outcome.usage,
                                    self.meter.clock.now())  # fmt: skip
-            self.state.cache.put(key, entry)
+            await self.state.cache.put(key, entry)
         out = {
             **passthrough(response.headers),
             **self._headers(auth, target, remaining_after(auth, outcome.usage, cost)),
