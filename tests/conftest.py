@@ -1,11 +1,15 @@
 """Shared fixtures: database URLs for SQLite (a temp file) and PostgreSQL (a fresh database per session).
 
-PostgreSQL is the real server on 127.0.0.1:5432 (see ``ledger_fixtures``). Without it the PostgreSQL
-cases skip with the reason, except under CI (CI=true), where a missing service is a failure.
+PostgreSQL is the real server on 127.0.0.1:5432 (see ``ledger_fixtures``), Redis the one on 127.0.0.1:6379.
+Without them their cases skip with the reason, except under CI (CI=true), where a missing service is a
+failure.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +45,27 @@ def meter_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'meter.db'}"
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A fresh key prefix on the real Redis (db 0); every key under it is deleted afterwards."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        message = f"Redis not reachable on 127.0.0.1:6379: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (CI=true: a missing service is a failure)")
+        pytest.skip(message)
+    prefix = f"sgtest-{uuid.uuid4().hex[:10]}:"
+    try:
+        yield prefix
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()

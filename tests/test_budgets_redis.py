@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,25 +16,8 @@ CHILD = Path(__file__).with_name("budget_child.py")
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    import redis
-
-    prefix = f"sgtest-{uuid.uuid4().hex[:10]}:"
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        message = f"Redis not reachable on 127.0.0.1:6379: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: a missing service is a failure)")
-        pytest.skip(message)
-    try:
-        yield f"redis://127.0.0.1:6379/0?prefix={prefix}"
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+def redis_url(redis_prefix: str) -> str:
+    return f"redis://127.0.0.1:6379/0?prefix={redis_prefix}"
 
 
 def test_two_processes_share_one_hard_limit(redis_url: str, tmp_path: Path) -> None:
