@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from spendgate.cli import _budgets, _keys, _ledger, _prices, _serve
+from spendgate.cli import _budgets, _insights, _keys, _ledger, _prices, _serve
 
 __all__ = ["app", "main"]
 
@@ -20,6 +20,7 @@ _ledger.register(app)
 _budgets.register(app)
 _serve.register(app)
 _keys.register(app)
+_insights.register(app)
 
 
 def main() -> None:

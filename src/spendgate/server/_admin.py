@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from spendgate.server import (
     _adm_audit,
     _adm_controls,
+    _adm_insights,
     _adm_keys,
     _adm_limits,
     _adm_prices,
@@ -22,5 +23,7 @@ from spendgate.server import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1")
-for _module in (_adm_users, _adm_teams, _adm_keys, _adm_limits, _adm_controls, _adm_prices, _adm_usage, _adm_audit):
+_MODULES = (_adm_users, _adm_teams, _adm_keys, _adm_limits, _adm_controls, _adm_prices, _adm_usage, _adm_insights,
+            _adm_audit)  # fmt: skip
+for _module in _MODULES:
     router.include_router(_module.router)
