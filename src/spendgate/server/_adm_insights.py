@@ -65,6 +65,11 @@ def _forecast(
     summary="Month-end spend forecast with a confidence band, and when each applicable limit runs out",
     responses=errors(400),
 )
+@router.get(
+    "/projection",
+    summary="The month-end forecast (same answer as /usage/forecast)",
+    responses=errors(400),
+)
 def usage_forecast(
     principal: Caller,
     svc: ServicesDep,
@@ -75,23 +80,6 @@ def usage_forecast(
     model: str | None = None,
 ) -> dict[str, Any]:
     """Linear trend plus day-of-week effects fitted on the daily rollups (see docs/insights.md)."""
-    return _forecast(principal, svc, user_id, team_id, api_key_id, provider, model)
-
-
-@router.get(
-    "/projection",
-    summary="The month-end forecast (same answer as /usage/forecast)",
-    responses=errors(400),
-)
-def projection(
-    principal: Caller,
-    svc: ServicesDep,
-    user_id: str | None = None,
-    team_id: str | None = None,
-    api_key_id: str | None = None,
-    provider: str | None = None,
-    model: str | None = None,
-) -> dict[str, Any]:
     return _forecast(principal, svc, user_id, team_id, api_key_id, provider, model)
 
 
