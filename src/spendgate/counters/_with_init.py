@@ -23,6 +23,7 @@ def with_init(
     *,
     expire_at: Mapping[str, float | None] | None = None,
     attempts: int = 3,
+    first: R | None = None,
 ) -> R:
     """Call ``op``; while it reports ``needs_init``, initialize those keys with ``load(key)`` and call it again.
 
@@ -30,11 +31,12 @@ def with_init(
     units); :meth:`CounterStore.init` stores it only if no other process initialized the key first.
     ``expire_at`` gives each key its expiry (missing keys get none). Raises :class:`CounterUnavailable`
     if keys still need initializing after ``attempts`` calls (an ``expire_at`` in the past does that).
+    ``first`` is the result of a call of ``op`` the caller already made (it counts as the first attempt).
     """
     if attempts < 1:
         raise ValueError("attempts must be >= 1")
     expiries = expire_at or {}
-    result = op()
+    result = op() if first is None else first
     for _ in range(attempts - 1):
         if not result.needs_init:
             return result

@@ -105,16 +105,16 @@ class Reservations(LiveState):
 
         result = reserve()
         if result.needs_init:  # a counter expired since it was read: with_init() loads it, taking over from here
-            first = [result]
 
             def load(key: str) -> int:
                 return self._load(next(slot for slot in slots if slot.key == key))
 
             result = with_init(
                 self.counters,
-                lambda: first.pop() if first else reserve(),
+                reserve,
                 load,
                 expire_at={slot.key: slot.expire_at for slot in slots} if expiries is None else expiries,
+                first=result,
             )
         return result
 

@@ -47,7 +47,6 @@ class Settlement(RateLimiting):
         op = self.counters.release if release else self.counters.commit
         result = op(auth.reservation_id, actual, now=now.timestamp())
         if result.needs_init:  # a counter expired (or Redis lost it) since the hold: reload it from the ledger
-            first = [result]
             pairs: dict[str, tuple[Limit, Window]] = {}
             for hold in auth.holds:
                 if hold.rolling_seconds is None:
@@ -56,9 +55,10 @@ class Settlement(RateLimiting):
                     pairs[hold.key] = (hold.limit, window)
             result = with_init(
                 self.counters,
-                lambda: first.pop() if first else op(auth.reservation_id, actual, now=now.timestamp()),
+                lambda: op(auth.reservation_id, actual, now=now.timestamp()),
                 self._loader(pairs),
                 expire_at=self._expiries(pairs),
+                first=result,
             )
         if result.already:
             return True

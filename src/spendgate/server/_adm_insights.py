@@ -24,6 +24,7 @@ from spendgate.analytics._anomaly import (
 from spendgate.analytics._forecast import forecast_month, limit_run_outs
 from spendgate.analytics._recommend import RecommendationConfig, recommend
 from spendgate.server._adm_common import actor_of, aware, errors
+from spendgate.server._adm_usage import budget_statuses
 from spendgate.server._deps import Admin, Caller, ServicesDep, own
 from spendgate.server._errors import ApiError
 
@@ -48,15 +49,7 @@ def _forecast(
     now = svc.meter.clock.now()
     scope = {"user_id": user_id, "team_id": team_id, "api_key_id": api_key_id, "provider": provider, "model": model}
     forecast = forecast_month(svc.meter.store, now, scope=scope)
-    user = None if user_id is None else svc.identity.get_user(user_id)
-    statuses = svc.meter.budget_status(
-        user_id=user_id,
-        team_id=team_id,
-        api_key_id=api_key_id,
-        provider=provider,
-        model=model,
-        tier=None if user is None else user.tier,
-    )
+    statuses = budget_statuses(svc, user_id, team_id, api_key_id, provider, model)
     return {**forecast.to_dict(), "limits": [item.to_dict() for item in limit_run_outs(statuses, now)]}
 
 

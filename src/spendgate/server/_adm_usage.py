@@ -18,9 +18,9 @@ from fastapi.responses import StreamingResponse
 
 from spendgate.errors import InvalidUsageError
 from spendgate.ledger import MONEY_SCALE, Dimension, Granularity, RollupRow, UsageEvent
-from spendgate.meter import write_events
+from spendgate.meter import BudgetStatus, write_events
 from spendgate.server._adm_common import aware, errors, money, summary_dict
-from spendgate.server._deps import Caller, ServicesDep, own
+from spendgate.server._deps import Caller, Services, ServicesDep, own
 
 __all__ = ["export_chunks", "router"]
 
@@ -156,16 +156,22 @@ def budget_status(
     model: str | None = None,
 ) -> dict[str, Any]:
     user_id = own(principal, user_id)
-    user = None if user_id is None else svc.identity.get_user(user_id)
-    statuses = svc.meter.budget_status(
-        user_id=user_id,
-        team_id=team_id,
-        api_key_id=api_key_id,
-        provider=provider,
-        model=model,
-        tier=None if user is None else user.tier,
-    )
+    statuses = budget_statuses(svc, user_id, team_id, api_key_id, provider, model)
     return {"user_id": user_id, "limits": [status.to_dict() for status in statuses]}
+
+
+def budget_statuses(
+    svc: Services,
+    user_id: str | None,
+    team_id: str | None,
+    api_key_id: str | None,
+    provider: str | None,
+    model: str | None,
+) -> list[BudgetStatus]:
+    """``Meter.budget_status`` for these ids, under the user's tier (so its default limits count too)."""
+    user = None if user_id is None else svc.identity.get_user(user_id)
+    return svc.meter.budget_status(user_id=user_id, team_id=team_id, api_key_id=api_key_id, provider=provider,
+                                   model=model, tier=None if user is None else user.tier)  # fmt: skip
 
 
 @router.get(

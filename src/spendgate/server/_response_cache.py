@@ -17,7 +17,7 @@ import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from spendgate.clock import Clock
 from spendgate.errors import ConfigurationError
@@ -141,6 +141,6 @@ def open_response_cache(url: str, clock: Clock, *, ttl: timedelta, max_entries: 
     if parts.scheme in ("redis", "rediss"):
         options = parse_qs(parts.query)
         prefix = options.pop("prefix", ["spendgate:"])[-1]
-        base = parts._replace(query="&".join(f"{k}={v[-1]}" for k, v in options.items())).geturl()
+        base = parts._replace(query=urlencode({name: values[-1] for name, values in options.items()})).geturl()
         return RedisCacheBackend(base, ttl=ttl, prefix=prefix)
     raise ConfigurationError(f"response cache URL {url!r}: use memory:// or redis://host:6379/0")
