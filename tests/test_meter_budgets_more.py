@@ -177,3 +177,17 @@ def test_rate_limits_grants_and_stops_are_listed_and_removed_through_the_meter(s
         assert m.clear_emergency_stop("team", "t1") and m.emergency_stops() == []
         actions = [entry.action for entry in m.store.control.audit_entries()]
         assert any("rate_limit" in a for a in actions) and any("grant" in a for a in actions)
+
+
+def test_a_settle_long_after_its_window_ended_is_recorded_and_counted_where_the_ledger_has_it(sqlite_url: str) -> None:
+    clock = FakeClock(T0)
+    with meter(sqlite_url, clock) as m:
+        m.set_limit(scope="user", scope_id="ann", amount=Decimal("1"), period="day")
+        d = m.authorize(user_id="ann", provider="openai", model="gpt-4o", input_tokens=1000, max_tokens=100)
+        assert d.allowed
+        clock.advance(days=3)  # the hold's day, and its counter, are long gone: no CounterUnavailable
+        recorded = m.settle(d, Usage(input_tokens=1000, output_tokens=100))
+        assert recorded.cost is not None and m.store.get(d.reservation_id) is not None
+        [status] = m.budget_status(user_id="ann")
+        assert status.spent == recorded.cost.total and status.reserved == 0  # today's counter agrees with the ledger
+        assert m.settle(d, Usage(input_tokens=1000, output_tokens=100)).duplicate  # still idempotent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -53,13 +54,19 @@ class Settlement(RateLimiting):
                     window = hold.limit.window_at(auth.authorized_at or now)
                     assert window is not None
                     pairs[hold.key] = (hold.limit, window)
-            result = with_init(
-                self.counters,
-                lambda: op(auth.reservation_id, actual, now=now.timestamp()),
-                self._loader(pairs),
-                expire_at=self._expiries(pairs),
-                first=result,
-            )
+            expiries = self._expiries(pairs)
+            lapsed = {key for key in result.needs_init if expiries.get(key, math.inf) <= now.timestamp()}
+            if lapsed:  # windows that ended before this settle: no live counter is left to correct
+                actual = {key: amount for key, amount in actual.items() if key not in lapsed}
+                result = op(auth.reservation_id, actual, now=now.timestamp())
+            if result.needs_init:
+                result = with_init(
+                    self.counters,
+                    lambda: op(auth.reservation_id, actual, now=now.timestamp()),
+                    self._loader(pairs),
+                    expire_at=expiries,
+                    first=result,
+                )
         if result.already:
             return True
         ts = now.timestamp()
