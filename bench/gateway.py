@@ -126,10 +126,29 @@ def gateway_env(fake: FakeUpstream, tmp: Path) -> dict[str, str]:
     }
 
 
-def measure(url: str, key: str, seconds: int, connections: int) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """Warm up, then wrk at ``connections`` and at 1 connection; also how many requests were answered."""
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, from /proc (None where there is no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    url: str, key: str, seconds: int, connections: int, pid: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Warm up, then wrk at ``connections`` and at 1 connection; also how many requests were answered.
+
+    With ``pid`` (the server's process), the loaded run also reports that process's CPU time per request
+    (``cpu_us_per_request``): steadier than requests per second on a machine shared with other work.
+    """
     warm = wrk(url, key, WARMUP_S, min(8, connections))
+    before = cpu_seconds(pid) if pid is not None else None
     loaded = wrk(url, key, seconds, connections)
+    after = cpu_seconds(pid) if pid is not None else None
+    if before is not None and after is not None and loaded["requests"]:
+        loaded["cpu_us_per_request"] = round((after - before) * 1e6 / loaded["requests"], 1)
     single = wrk(url, key, max(3, seconds // 2), 1)
     return loaded, single, warm["requests"] + loaded["requests"] + single["requests"]
 
@@ -146,7 +165,7 @@ def bench_gateway(fake: FakeUpstream, tmp: Path, seconds: int, connections: int)
         key = admin.post("/api/v1/keys", json={"user_id": "bench", "role": "member"}).json()["key"]
         limit = {"scope": "user", "scope_id": "bench", "amount": "1000000"}
         admin.post("/api/v1/limits", json=limit).raise_for_status()
-        loaded, single, answered = measure(f"{base}/v1/chat/completions", key, seconds, connections)
+        loaded, single, answered = measure(f"{base}/v1/chat/completions", key, seconds, connections, proc.pid)
         time.sleep(0.5)  # requests cut off when wrk stopped finish
         summary = admin.get("/api/v1/usage/summary", params={"user_id": "bench"})  # flushes the journal first
         assert summary.status_code == 200, summary.text
@@ -170,7 +189,7 @@ def bench_litellm(venv: Path, fake: FakeUpstream, tmp: Path, seconds: int, conne
     with running(args, env) as proc:
         base = f"http://127.0.0.1:{port}"
         wait_ready(proc, f"{base}/health/liveliness", "the LiteLLM proxy")
-        loaded, single, _ = measure(f"{base}/v1/chat/completions", "sk-litellm-bench", seconds, connections)
+        loaded, single, _ = measure(f"{base}/v1/chat/completions", "sk-litellm-bench", seconds, connections, proc.pid)
     return {"litellm": loaded, "litellm_1_connection": single}
 
 

@@ -1,4 +1,4 @@
-"""Calling providers: one shared ``aiohttp.ClientSession`` per app, and every failure as an `UpstreamFailure`.
+"""Calling providers: one shared connection pool per app, and every failure as an `UpstreamFailure`.
 
 Failure kinds (the ledger's ``error_kind``) and what the client gets:
 
@@ -27,8 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
-
+from spendgate.server._gw_http1 import Http1Transport
 from spendgate.server._gw_reply import error_body
 from spendgate.server._gw_routing import Wire
 
@@ -45,9 +44,9 @@ __all__ = [
     "passthrough",
 ]
 
-#: Transport-level failures of an upstream call (everything else is a bug and is not hidden). aiohttp's
-#: timeouts are ``TimeoutError``s; its connection failures ``aiohttp.ClientError`` (many also ``OSError``).
-TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
+#: Transport-level failures of an upstream call (everything else is a bug and is not hidden): connection
+#: failures are ``OSError``s, timeouts ``TimeoutError``s, an unusable URL or header a ``ValueError``.
+TRANSPORT_ERRORS = (OSError, TimeoutError, ValueError)
 
 #: Upstream response headers a client may need (request ids for support tickets, retry hints).
 PASSTHROUGH_HEADERS = ("retry-after", "x-request-id", "request-id", "openai-processing-ms")
@@ -105,7 +104,7 @@ def failure_from_response(status: int, body: bytes, headers: Mapping[str, str]) 
 
 def failure_from_exception(exc: BaseException, wire: Wire, provider: str) -> UpstreamFailure:
     """A transport failure: 504 for a timeout, 502 for anything else (with a JSON error in the wire's shape)."""
-    if isinstance(exc, TimeoutError):  # before ClientError: aiohttp's timeouts are both
+    if isinstance(exc, TimeoutError):
         kind, status, message = "timeout", 504, f"{provider} did not answer in time"
     elif isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
         kind, status, message = "bad_response", 502, f"{provider} sent a response that is not valid JSON"
@@ -148,58 +147,17 @@ class UpstreamReply:
     content: bytes
 
 
-class _AiohttpStream:
-    """An `UpstreamStream` over an aiohttp response."""
-
-    __slots__ = ("_response",)
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-
-    @property
-    def status_code(self) -> int:
-        return self._response.status
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self._response.headers
-
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        async for data in self._response.content.iter_any():
-            yield data
-
-    async def read(self) -> bytes:
-        return await self._response.read()
-
-    async def aclose(self) -> None:
-        if self._response.content.at_eof():
-            self._response.release()  # the connection goes back to the pool
-        else:
-            self._response.close()  # unread bytes: the connection cannot be reused
-
-
 class UpstreamClient:
-    """The app's connection pool to every upstream (keep-alive), opened on first use in the running loop.
+    """The app's connections to every upstream (keep-alive, `Http1Transport`), opened on first use.
 
-    ``transport``, when given, sends every request instead of the pool (tests use it to script answers).
+    ``transport``, when given, sends every request instead (tests use it to script answers).
     """
 
     def __init__(self, *, transport: Transport | None = None, max_connections: int = 512) -> None:
-        self._transport = transport
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-
-    def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
-        return self._session
-
-    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        found = self._timeouts.get(seconds)
-        if found is None:
-            found = self._timeouts[seconds] = aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
-        return found
+        self._pool: Http1Transport | None = None
+        if transport is None:
+            transport = self._pool = Http1Transport(max_connections=max_connections)
+        self._transport: Transport = transport
 
     async def open(
         self, method: str, url: str, *, headers: dict[str, str], content: bytes | None, timeout_s: float
@@ -208,14 +166,7 @@ class UpstreamClient:
 
         Raises `UpstreamFailure` for an error status (its body read) and lets transport errors through.
         """
-        stream: UpstreamStream
-        if self._transport is not None:
-            stream = await self._transport(method, url, headers, content, timeout_s)
-        else:
-            session = self._session or self._open()
-            response = await session.request(method, url, headers=headers, data=content,
-                                             timeout=self._timeout(timeout_s), allow_redirects=False)  # fmt: skip
-            stream = _AiohttpStream(response)
+        stream = await self._transport(method, url, headers, content, timeout_s)
         if stream.status_code >= 400:
             try:
                 body = await _read(stream)
@@ -236,12 +187,13 @@ class UpstreamClient:
         return UpstreamReply(stream.status_code, stream.headers, body)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
 
 
 async def _read(stream: UpstreamStream) -> bytes:
-    if isinstance(stream, _AiohttpStream):
-        return await stream.read()
+    read = getattr(stream, "read", None)
+    if read is not None:
+        body: bytes = await read()
+        return body
     return b"".join([data async for data in stream.aiter_bytes()])
