@@ -46,6 +46,8 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"ledger": "ok", "counters": "ok"}
+    jobs = ready.json()["jobs"]  # the background jobs the service runs, for information
+    assert {"retention", "anomalies"} <= set(jobs)
     assert client.get("/docs").status_code == 200
     assert "/readyz" in client.get("/openapi.json").json()["paths"]
 

@@ -6,12 +6,22 @@ Nothing in spendgate reads configuration from module globals; build a `Settings`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +30,33 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-__all__ = ["Settings", "Upstream"]
+if TYPE_CHECKING:
+    from spendgate.analytics import AnomalyConfig, RecommendationConfig
+
+__all__ = ["Environment", "Settings", "Upstream"]
+
+#: Deployment environments; each has its own retention preset (see docs/retention.md).
+Environment = Literal["development", "production", "enterprise"]
+_C = TypeVar("_C")
+
+
+def _config_object(cls: type[_C], values: dict[str, Any], setting: str) -> _C:
+    """``cls(**values)`` with JSON-ish values converted (strings to Decimal, lists to tuples...).
+
+    Unknown keys and invalid values raise ValueError naming ``setting`` and the key.
+    """
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{setting}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        return TypeAdapter(cls).validate_python(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise ValueError(f"{setting}: {problems}") from None
 
 
 class Upstream(BaseModel):
@@ -164,6 +200,41 @@ class Settings(BaseSettings):
         default=None, description="Model -> cheaper 'provider/model' alternatives; default: the seeds' chains."
     )
 
+    environment: Environment = Field(
+        default="production",
+        description="development, production or enterprise: picks the retention preset (raw 7/30/90 days, "
+        "aggregates 30/365 days/kept).",
+    )
+    retention_raw_days: int | None = Field(
+        default=None, ge=1, description="Days raw usage events are kept; None: the environment's preset."
+    )
+    retention_aggregate_days: int | Literal["keep"] | None = Field(
+        default=None,
+        description="Days rollups, threshold crossings and anomalies are kept, or 'keep' (forever); None: the "
+        "environment's preset. Never fewer than the raw days.",
+    )
+    retention_archive_dir: Path | None = Field(
+        default=None,
+        description="Archive raw events here (gzip JSON lines, one file per UTC day) before deleting them; "
+        "None: delete without archiving.",
+    )
+    retention_interval_s: float = Field(
+        default=86_400.0, ge=0, description="How often the service applies retention; 0 disables the job."
+    )
+    anomaly_interval_s: float = Field(
+        default=3_600.0, ge=0, description="How often the service detects anomalies; 0 disables the job."
+    )
+    anomaly_config: dict[str, Any] = Field(
+        default_factory=dict, description="AnomalyConfig fields, e.g. {'cost_ratio': '2.5', 'min_requests': 50}."
+    )
+    recommendation_config: dict[str, Any] = Field(
+        default_factory=dict, description="RecommendationConfig fields, e.g. {'min_savings': '10'}."
+    )
+    metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without an API key (otherwise an admin or viewer key)."
+    )
+
     master_key: SecretStr | None = Field(
         default=None, description="Bootstrap admin key for the service (SPENDGATE_MASTER_KEY); at least 16 characters."
     )
@@ -211,3 +282,48 @@ class Settings(BaseSettings):
             if not rate.is_finite() or rate <= 0:
                 raise ValueError(f"rate for {currency} must be a positive number")
         return {k.upper(): v for k, v in value.items()}
+
+    @field_validator("retention_aggregate_days")
+    @classmethod
+    def _aggregate_days_positive(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1 day, or 'keep'")
+        return value
+
+    @field_validator("anomaly_config")
+    @classmethod
+    def _anomaly_config_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from spendgate.analytics import AnomalyConfig
+
+        _config_object(AnomalyConfig, value, "anomaly_config")
+        return value
+
+    @field_validator("recommendation_config")
+    @classmethod
+    def _recommendation_config_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from spendgate.analytics import RecommendationConfig
+
+        _config_object(RecommendationConfig, value, "recommendation_config")
+        return value
+
+    @model_validator(mode="after")
+    def _retention_consistent(self) -> Settings:
+        from spendgate.ledger import RetentionPolicy
+
+        try:
+            RetentionPolicy.from_settings(self)
+        except ValueError as exc:
+            raise ValueError(f"retention: {exc}") from None
+        return self
+
+    def anomaly(self) -> AnomalyConfig:
+        """The :class:`~spendgate.analytics.AnomalyConfig` built from :attr:`anomaly_config`."""
+        from spendgate.analytics import AnomalyConfig
+
+        return _config_object(AnomalyConfig, self.anomaly_config, "anomaly_config")
+
+    def recommendation(self) -> RecommendationConfig:
+        """The :class:`~spendgate.analytics.RecommendationConfig` built from :attr:`recommendation_config`."""
+        from spendgate.analytics import RecommendationConfig
+
+        return _config_object(RecommendationConfig, self.recommendation_config, "recommendation_config")

@@ -12,6 +12,9 @@ from spendgate.ledger._journal import Journal
 from spendgate.ledger._migrate import upgrade
 from spendgate.ledger._money import MAX_MONEY, MONEY_SCALE
 from spendgate.ledger._query import DIMENSIONS, Dimension, EventFilter, Granularity, RollupRow, UsageSummary
+from spendgate.ledger._retention import PRESETS as RETENTION_PRESETS
+from spendgate.ledger._retention import RetentionPolicy, RetentionReport, read_watermark
+from spendgate.ledger._retention_apply import RestoreReport, apply_retention, restore_archive
 from spendgate.ledger._schema import Money
 from spendgate.ledger._store import UsageStore, open_store
 
@@ -31,12 +34,19 @@ __all__ = [
     "MONEY_SCALE",
     "Money",
     "QueuedRequest",
+    "RETENTION_PRESETS",
     "RecordResult",
+    "RestoreReport",
+    "RetentionPolicy",
+    "RetentionReport",
     "RollupRow",
     "StoredEvent",
     "UsageEvent",
     "UsageStore",
     "UsageSummary",
+    "apply_retention",
     "open_store",
+    "read_watermark",
+    "restore_archive",
     "upgrade",
 ]

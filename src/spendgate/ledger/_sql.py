@@ -19,6 +19,7 @@ from spendgate.ledger._engine import LedgerEngine
 from spendgate.ledger._event import RecordResult, StoredEvent, UsageEvent
 from spendgate.ledger._group_commit import GroupCommitter
 from spendgate.ledger._query import Dimension, EventFilter, Granularity, RollupRow, UsageSummary
+from spendgate.ledger._retention import read_watermark
 from spendgate.ledger._rows import event_to_row, row_to_stored
 from spendgate.ledger._schema import usage_events
 from spendgate.ledger._validate import check_aware
@@ -178,9 +179,13 @@ class SqlUsageStore:
         def work(conn: sa.Connection) -> int:
             if conn.dialect.name == "postgresql":  # hold off writers while the sums are rebuilt
                 conn.execute(sa.text("LOCK TABLE usage_events IN SHARE MODE"))
-            return _rollups.rebuild_rollups(conn)
+            return _rollups.rebuild_rollups(conn, self._kept_since())
 
         return self._engine.write("rebuild rollups in", work)
+
+    def _kept_since(self) -> datetime | None:
+        """Where raw events start (retention deleted those before); rollups before it outlive them."""
+        return read_watermark(self.control)[0]
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -240,7 +245,7 @@ class SqlUsageStore:
         """Differences between the rollups and the raw events (empty when consistent)."""
         self._check_open()
         with self._engine.transaction("check rollups in", repeatable=True) as conn:
-            return _rollups.check_rollups(conn)
+            return _rollups.check_rollups(conn, self._kept_since())
 
     def adjustments(self, event_id: str | None = None, since: datetime | None = None) -> list[AdjustmentRecord]:
         """Stored cost adjustments, oldest first, optionally for one event and from ``since`` on."""

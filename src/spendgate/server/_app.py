@@ -11,11 +11,13 @@ from fastapi import FastAPI
 
 from spendgate.clock import Clock
 from spendgate.meter import Meter
-from spendgate.server import _admin, _gateway, _health, _metering
+from spendgate.server import _admin, _gateway, _health, _metering, _metrics
 from spendgate.server._deps import Services
 from spendgate.server._errors import install_error_handlers
 from spendgate.server._gw_asgi import GatewayFastPath
 from spendgate.server._identity import IdentityStore
+from spendgate.server._jobs import start_jobs
+from spendgate.server._metrics import MetricsState
 from spendgate.settings import Settings
 
 __all__ = ["app_from_env", "create_app", "uvicorn_options"]
@@ -30,9 +32,12 @@ def create_app(settings: Settings | None = None, *, meter: Meter | None = None, 
         own = meter is None
         m = meter or Meter(settings=settings, clock=clock)
         app.state.services = Services(settings=settings, meter=m, identity=IdentityStore(m.store.control, m.clock))
+        app.state.metrics = MetricsState()
+        app.state.jobs = jobs = start_jobs(settings, m)
         try:
             yield
         finally:
+            jobs.stop()
             if own:
                 m.close()
 
@@ -48,6 +53,7 @@ def create_app(settings: Settings | None = None, *, meter: Meter | None = None, 
     app.include_router(_gateway.router)
     app.include_router(_metering.router)
     app.include_router(_admin.router)
+    app.include_router(_metrics.router)
     return app
 
 

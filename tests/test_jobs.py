@@ -1,0 +1,147 @@
+"""The service's background jobs: the scheduler under a fake clock, its thread, retention and anomaly jobs."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from spendgate import Meter, Settings
+from spendgate.analytics import list_anomalies
+from spendgate.server._jobs import ANOMALIES, RETENTION, Scheduler, standard_jobs, start_jobs
+from spendgate.testing import FakeClock
+
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def test_jobs_run_when_due_and_report_their_status() -> None:
+    clock = FakeClock(T0)
+    scheduler = Scheduler(clock)
+    ran: list[datetime] = []
+    assert scheduler.add("tick", 60, ran.append)
+    assert not scheduler.add("off", 0, ran.append)  # 0 disables
+    assert scheduler.run_pending(T0) == []
+    assert scheduler.run_pending(T0 + timedelta(seconds=60)) == ["tick"]  # first run: min(interval, 5 min) after
+    assert scheduler.run_pending(T0 + timedelta(seconds=90)) == []
+    assert scheduler.run_pending(T0 + timedelta(seconds=120)) == ["tick"]
+    [status] = scheduler.status()
+    assert (status.runs, status.failures, status.last_success, status.healthy) == (
+        2,
+        0,
+        T0 + timedelta(seconds=120),
+        True,
+    )
+    assert status.next_run == T0 + timedelta(seconds=180)
+    assert ran == [T0 + timedelta(seconds=60), T0 + timedelta(seconds=120)]
+    daily = Scheduler(clock)
+    daily.add("daily", 86_400, ran.append)
+    assert daily.status()[0].next_run == T0 + timedelta(minutes=5)  # a restart does not wait a whole day
+
+
+def test_a_failing_job_never_stops_the_others() -> None:
+    scheduler = Scheduler(FakeClock(T0))
+    ran: list[str] = []
+
+    def broken(now: datetime) -> None:
+        raise RuntimeError("ledger unreachable")
+
+    scheduler.add("a-broken", 10, broken, first_run=T0)
+    scheduler.add("b-fine", 10, lambda now: ran.append("b"), first_run=T0)
+    assert scheduler.run_pending(T0) == ["a-broken", "b-fine"]
+    broken_status, fine = scheduler.status()
+    assert (broken_status.failures, broken_status.last_error, broken_status.healthy) == (
+        1, "RuntimeError: ledger unreachable", False
+    )  # fmt: skip
+    assert broken_status.last_success is None and broken_status.next_run == T0 + timedelta(seconds=10)
+    assert (fine.runs, fine.healthy, ran) == (1, True, ["b"])
+    assert broken_status.to_dict()["last_error"] == "RuntimeError: ledger unreachable"
+
+
+def test_bad_registrations_are_refused() -> None:
+    scheduler = Scheduler(FakeClock(T0))
+    scheduler.add("x", 1, lambda now: None)
+    with pytest.raises(ValueError, match="already registered"):
+        scheduler.add("x", 1, lambda now: None)
+    with pytest.raises(ValueError, match="disabled"):
+        scheduler.add("y", -1, lambda now: None)
+    with pytest.raises(ValueError, match="tick_s"):
+        Scheduler(FakeClock(T0), tick_s=0)
+
+
+def test_the_worker_thread_runs_jobs_off_the_caller() -> None:
+    clock = FakeClock(T0)
+    scheduler = Scheduler(clock, tick_s=0.01)
+    done = threading.Event()
+    threads: list[str] = []
+
+    def job(now: datetime) -> None:
+        threads.append(threading.current_thread().name)
+        done.set()
+
+    scheduler.add("job", 60, job, first_run=T0)
+    scheduler.start()
+    scheduler.start()  # idempotent
+    try:
+        assert done.wait(10)
+    finally:
+        scheduler.stop()
+    assert threads[0] == "spendgate-jobs"
+    assert scheduler.status()[0].runs >= 1
+
+
+@pytest.fixture
+def meter(tmp_path: Path) -> Iterator[Meter]:
+    clock = FakeClock(T0)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'jobs.db'}", environment="development",
+                        retention_archive_dir=tmp_path / "archive", anomaly_config={"scopes": ["global"]})  # fmt: skip
+    with Meter(settings=settings, clock=clock) as m:
+        yield m
+
+
+def _calls(meter: Meter, at: datetime, count: int) -> None:
+    meter.record_many(
+        {"timestamp": at + timedelta(seconds=i), "provider": "openai", "model": "gpt-4o",
+         "usage": {"input_tokens": 2000, "output_tokens": 100}}
+        for i in range(count)
+    )  # fmt: skip
+
+
+def test_retention_job_archives_and_deletes(meter: Meter, tmp_path: Path) -> None:
+    _calls(meter, T0 - timedelta(days=10), 3)  # older than development's 7 days
+    _calls(meter, T0 - timedelta(days=1), 2)
+    scheduler = Scheduler(meter.clock)
+    standard_jobs(scheduler, meter.settings, meter)
+    assert [s.name for s in scheduler.status()] == [ANOMALIES, RETENTION]
+    assert scheduler.run_pending(T0 + timedelta(minutes=5)) == [ANOMALIES, RETENTION]
+    assert all(s.healthy for s in scheduler.status())
+    assert meter.store.count() == 2
+    assert len(list((tmp_path / "archive").glob("usage-*.jsonl.gz"))) == 1
+
+
+def test_anomaly_job_detects_the_hours_since_its_last_run(meter: Meter) -> None:
+    spike = T0 - HOUR  # the last complete hour at T0 + 5 min
+    for days in range(1, 8):
+        _calls(meter, spike - timedelta(days=days), 30)
+    _calls(meter, spike, 200)
+    settings = meter.settings.model_copy(update={"retention_interval_s": 0})
+    scheduler = Scheduler(meter.clock)
+    standard_jobs(scheduler, settings, meter)
+    assert [s.name for s in scheduler.status()] == [ANOMALIES]  # retention disabled
+    scheduler.run_pending(T0 + timedelta(minutes=5))
+    found = list_anomalies(meter.store.control)
+    assert {(a.metric, a.scope, a.hour) for a in found} >= {("requests", "global", spike)}
+    scheduler.run_pending(T0 + HOUR + timedelta(minutes=5))  # evaluates only the next hour: nothing new
+    assert len(list_anomalies(meter.store.control)) == len(found)
+    assert scheduler.status()[0].runs == 2
+
+
+def test_start_jobs_registers_and_stops(meter: Meter) -> None:
+    scheduler = start_jobs(meter.settings, meter, tick_s=60)
+    try:
+        assert [s.name for s in scheduler.status()] == [ANOMALIES, RETENTION]
+    finally:
+        scheduler.stop()
