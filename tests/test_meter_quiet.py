@@ -1,7 +1,8 @@
 """The quiet path of ``Meter.authorize`` answers exactly what the full decision answers.
 
 Two meters run the same random operations: one as shipped, one whose governor always runs the full
-``decide()`` (no plan, no quiet ALLOW). Every authorization, settle and budget status must match.
+``decide()`` (no plan, no quiet ALLOW). Every authorization, settle, budget status and recorded threshold
+crossing must match.
 Also: the per-context plans and memos of the policy, and the counter-unit conversions.
 """
 
@@ -198,6 +199,7 @@ def _compare(root: Path, ops: list[tuple[Any, ...]], **settings: Any) -> list[bo
             assert got == want, op
             for user in USERS:
                 assert fast.budget_status(user_id=user, team_id="ml") == slow.budget_status(user_id=user, team_id="ml")
+            assert fast.store.control.crossings() == slow.store.control.crossings()  # alerts alike at settle
         return quiet
 
 

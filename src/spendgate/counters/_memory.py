@@ -199,24 +199,27 @@ class MemoryCounterStore(BaseCounterStore):
                     return ReserveResult(CounterStatus.OK, hold_id, lapses_at, already=True)
             counters = self._counters
             live: list[_Counter] = []
+            refusal: Denial | CounterOverflow | None = None  # the first cap or range passed (a missing key wins)
             for item in items:
                 counter = counters.get(item.key)
                 if counter is None:
                     missing = tuple(item.key for item in items if item.key not in counters)
                     return ReserveResult(CounterStatus.NEEDS_INIT, hold_id, needs_init=missing)
-                live.append(counter)
-            # a lapsed hold with this id is replaced: trimming takes it off these keys, and off its others later
-            for counter in live:
+                # a lapsed hold with this id is replaced: trimming takes it off these keys, and off its others later
                 if counter.lapses and counter.lapses[0][0] <= now:
                     counter.trim(now)
-            for item, counter in zip(items, live, strict=True):
                 current = counter.spent + counter.reserved
-                if item.cap is None:
-                    if current + item.amount > INT64_MAX:
-                        raise CounterOverflow(item.key, item.amount, current)
-                elif current + item.amount > item.cap:
-                    denial = Denial(item.key, item.amount, item.cap, counter.spent, counter.reserved)
-                    return ReserveResult(CounterStatus.DENIED, hold_id, denied=denial)
+                if refusal is None:
+                    if item.cap is None:
+                        if current + item.amount > INT64_MAX:
+                            refusal = CounterOverflow(item.key, item.amount, current)
+                    elif current + item.amount > item.cap:
+                        refusal = Denial(item.key, item.amount, item.cap, counter.spent, counter.reserved)
+                live.append(counter)
+            if isinstance(refusal, CounterOverflow):
+                raise refusal
+            if refusal is not None:
+                return ReserveResult(CounterStatus.DENIED, hold_id, denied=refusal)
             expires_at = now + ttl_s
             lapse = (expires_at, hold_id)
             for item, counter in zip(items, live, strict=True):
@@ -236,12 +239,18 @@ class MemoryCounterStore(BaseCounterStore):
             hold = self._holds.get(hold_id)
             if hold is not None and hold[2]:
                 return CommitResult(CounterStatus.OK, hold_id, already=True)
-            missing = tuple(key for key, amount in amounts.items() if amount and key not in self._counters)
-            if missing:
-                return CommitResult(CounterStatus.NEEDS_INIT, hold_id, needs_init=missing)
+            counters = self._counters
+            adding: list[tuple[str, int, _Counter]] = []
             for key, amount in amounts.items():
-                if amount and self._counters[key].spent + amount > INT64_MAX:
-                    raise CounterOverflow(key, amount, self._counters[key].spent)
+                if amount:
+                    counter = counters.get(key)
+                    if counter is None:
+                        missing = tuple(key for key, amount in amounts.items() if amount and key not in counters)
+                        return CommitResult(CounterStatus.NEEDS_INIT, hold_id, needs_init=missing)
+                    adding.append((key, amount, counter))
+            for key, amount, counter in adding:
+                if counter.spent + amount > INT64_MAX:
+                    raise CounterOverflow(key, amount, counter.spent)
             found = False
             lapses_at, keep_s = now, self._settled_ttl_s
             if hold is not None:
@@ -249,11 +258,9 @@ class MemoryCounterStore(BaseCounterStore):
                 found = lapses_at > now
                 self._drop_hold(hold_id, hold)
             spent: dict[str, int] = {}
-            for key, amount in amounts.items():
-                if amount:
-                    counter = self._counters[key]
-                    counter.spent += amount
-                    spent[key] = counter.spent
+            for key, amount, counter in adding:
+                counter.spent += amount
+                spent[key] = counter.spent
             self._keep_hold(hold_id, ((), lapses_at, True, keep_s))
             return CommitResult(CounterStatus.OK, hold_id, hold_found=found, spent=spent)
 

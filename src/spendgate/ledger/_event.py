@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from spendgate.errors import InvalidUsageError
+from spendgate.ledger._money import MAX_MONEY
 from spendgate.ledger._validate import (
     check_aware,
     check_bool,
@@ -59,6 +61,29 @@ TEXT_LIMITS: Mapping[str, int] = {
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _REQUIRED_TEXT = tuple((name, TEXT_LIMITS[name]) for name in ("event_id", "provider", "model"))
 _OPTIONAL_TEXT = tuple((name, TEXT_LIMITS[name]) for name in OPTIONAL_TEXT_FIELDS)
+_optional_texts = attrgetter(*OPTIONAL_TEXT_FIELDS)
+_flags = attrgetter("cost_estimated", "tokens_estimated", "success", "cached")
+_FLAGS = ("cost_estimated", "tokens_estimated", "success", "cached")
+_counts = attrgetter("latency_ms", "request_bytes", "response_bytes")
+_COUNTS = ("latency_ms", "request_bytes", "response_bytes")
+_ZERO = Decimal(0)
+_TEXT_TYPES = frozenset({str, type(None)})
+_BOOL = frozenset({bool})
+_SHORT = min(TEXT_LIMITS.values())
+
+
+def _plain_texts(values: tuple[object, ...]) -> bool:
+    """True when every value is None or a non-empty str of at most :data:`_SHORT` characters (checked in C)."""
+    return (
+        _TEXT_TYPES.issuperset(map(type, values))
+        and "" not in values
+        and max(map(len, filter(None, values)), default=0) <= _SHORT  # type: ignore[arg-type]  # str (None filtered)
+    )
+
+
+def _plain_money(value: object) -> bool:
+    """True for what :func:`check_money` accepts unchanged: None or a finite Decimal from 0 to MAX_MONEY."""
+    return value is None or (type(value) is Decimal and value.is_finite() and _ZERO <= value <= MAX_MONEY)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,35 +135,43 @@ class UsageEvent:
     response_bytes: int | None = None
 
     def __post_init__(self) -> None:
+        # Each check first asks cheaply whether the value is plainly right, and only then calls the
+        # validator, which says what is wrong (or normalizes the value).
         put = object.__setattr__
         for name, limit in _REQUIRED_TEXT:
             value = getattr(self, name)
             if type(value) is not str or not value or len(value) > limit:  # the check says what is wrong
                 check_text(name, value, limit)
-        for name, limit in _OPTIONAL_TEXT:
-            value = getattr(self, name)
-            if value is not None and (type(value) is not str or not value or len(value) > limit):
-                check_optional_text(name, value, limit)
+        texts = _optional_texts(self)
+        if not _plain_texts(texts):
+            for value, (name, limit) in zip(texts, _OPTIONAL_TEXT, strict=True):
+                if value is not None and (type(value) is not str or not value or len(value) > limit):
+                    check_optional_text(name, value, limit)
         if type(self.timestamp) is not datetime or self.timestamp.tzinfo is not UTC:
             put(self, "timestamp", check_aware("timestamp", self.timestamp))
         if not isinstance(self.usage, Usage):
             raise InvalidUsageError("usage", f"must be a spendgate.usage.Usage, got {type(self.usage).__name__}")
-        put(self, "cost", check_money("cost", self.cost))
-        put(self, "cache_savings", check_money("cache_savings", self.cache_savings))
-        if not isinstance(self.currency, str) or not _CURRENCY.fullmatch(self.currency):
+        if not _plain_money(self.cost):
+            put(self, "cost", check_money("cost", self.cost))
+        if not _plain_money(self.cache_savings):
+            put(self, "cache_savings", check_money("cache_savings", self.cache_savings))
+        if self.currency != "USD" and (not isinstance(self.currency, str) or not _CURRENCY.fullmatch(self.currency)):
             raise InvalidUsageError(
                 "currency", f"must be a three-letter ISO 4217 code like 'USD', got {self.currency!r}"
             )
-        for name in ("cost_estimated", "tokens_estimated", "success", "cached"):
-            if type(getattr(self, name)) is not bool:
-                check_bool(name, getattr(self, name))
-        for name in ("latency_ms", "request_bytes", "response_bytes"):
-            if getattr(self, name) is not None:
-                check_int(name, getattr(self, name))
+        flags = _flags(self)
+        if not _BOOL.issuperset(map(type, flags)):
+            for value, name in zip(flags, _FLAGS, strict=True):
+                check_bool(name, value)
+        for value, name in zip(_counts(self), _COUNTS, strict=True):
+            if value is not None:
+                check_int(name, value)
         if self.status_code is not None:
             check_int("status_code", self.status_code, low=100, high=599)
-        put(self, "tags", check_tags("tags", self.tags))
-        put(self, "metadata", check_json_object("metadata", self.metadata))
+        tags, metadata = self.tags, self.metadata
+        put(self, "tags", {} if type(tags) is dict and not tags else check_tags("tags", tags))  # always a copy
+        none = type(metadata) is dict and not metadata
+        put(self, "metadata", {} if none else check_json_object("metadata", metadata))
 
     def __hash__(self) -> int:
         # Equal events have equal ids; hashing the id keeps events usable in sets despite the dicts.

@@ -39,6 +39,8 @@ from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
+from itertools import compress
+from operator import attrgetter, ne
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +65,9 @@ _DECIMAL_FIELDS = ("cost", "cache_savings")
 _SPECIAL = frozenset({"usage", "timestamp", "tags", "metadata", *_DECIMAL_FIELDS})
 _PLAIN_FIELDS = tuple(f.name for f in fields(UsageEvent) if f.name not in _SPECIAL)
 _DEFAULTS = {f.name: f.default for f in fields(UsageEvent) if f.name in _PLAIN_FIELDS}
+_PLAIN_DEFAULTS = tuple(_DEFAULTS.get(name) for name in _PLAIN_FIELDS)
+_plain_values = attrgetter(*_PLAIN_FIELDS)
+_usage_values = attrgetter(*_USAGE_FIELDS)
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
@@ -71,15 +76,16 @@ def event_to_json(event: UsageEvent) -> bytes:
 
     Fields at their default are left out (the hot path serializes one event per settle).
     """
-    get = event.__getattribute__
-    out: dict[str, Any] = {name: value for name in _PLAIN_FIELDS if (value := get(name)) != _DEFAULTS.get(name)}
-    usage = event.usage
-    out["usage"] = {name: str(value) for name in _USAGE_FIELDS if (value := getattr(usage, name))}
+    # compress() and map() filter in C: no Python-level step per field.
+    values = _plain_values(event)
+    out: dict[str, Any] = dict(compress(zip(_PLAIN_FIELDS, values, strict=True), map(ne, values, _PLAIN_DEFAULTS)))
+    counts = _usage_values(event.usage)
+    out["usage"] = dict(zip(compress(_USAGE_FIELDS, counts), map(str, compress(counts, counts)), strict=True))
     out["timestamp"] = event.timestamp.isoformat()
-    for name in _DECIMAL_FIELDS:
-        value = get(name)
-        if value is not None:
-            out[name] = str(value)
+    if event.cost is not None:
+        out["cost"] = str(event.cost)
+    if event.cache_savings is not None:
+        out["cache_savings"] = str(event.cache_savings)
     if event.tags:
         out["tags"] = dict(event.tags)
     if event.metadata:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
@@ -61,6 +62,9 @@ class Hold:
     rolling_seconds: int | None = None
     entry_id: str | None = None
     """For a rolling window: the sliding-window entry to correct at settle."""
+    bounds: tuple[tuple[int, ...], tuple[int, ...]] | None = field(default=None, compare=False, repr=False)
+    """Where the limit's alert thresholds lie, in counter units, when worked out in advance (see
+    :func:`~spendgate.meter._gov_fast.crossing_bounds`): lets a settle that crosses none skip the exact test."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +99,11 @@ class Authorization:
     note: str = ""
     args: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The arguments :meth:`Meter.authorize` was called with (a deferred call is authorized again with them)."""
-    quick_binding: tuple[Limit, Decimal] | None = field(default=None, compare=False, repr=False)
-    """The binding limit and what it had left, when the quiet path worked them out on the way (see
-    :meth:`binding_remaining`)."""
+    quick_binding: tuple[Limit, Decimal] | Callable[[], tuple[Limit, Decimal] | None] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """The binding limit and what it had left, or how the quiet path works them out from the figures it read
+    (see :meth:`binding_remaining`)."""
 
     def binding_remaining(self) -> tuple[Limit | None, Decimal | None]:
         """The binding limit and what it has left before this call: ``(limit, remaining)``.
@@ -105,8 +111,12 @@ class Authorization:
         The same as ``(auth.limit, auth.remaining)``, but a plain ALLOW answers it without building the
         decision's full explanation (for response headers on every call).
         """
-        if self.quick_binding is not None:
-            return self.quick_binding
+        quick = self.quick_binding
+        if callable(quick):
+            quick = quick()
+            object.__setattr__(self, "quick_binding", quick)  # worked out once
+        if quick is not None:
+            return quick
         return self.decision.limit, self.decision.remaining
 
     @property

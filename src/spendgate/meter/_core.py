@@ -82,14 +82,14 @@ def _timestamp(value: Any) -> datetime | None:
 def parse_call(kwargs: Mapping[str, Any], clock: Clock) -> Call:
     """Check the keyword arguments of ``record`` (or one JSON event) and normalize them."""
     data = dict(kwargs)
-    missing = [name for name in ("provider", "model", "usage") if name not in data]
-    if missing:
+    if "provider" not in data or "model" not in data or "usage" not in data:
+        missing = [name for name in ("provider", "model", "usage") if name not in data]
         raise InvalidUsageError(missing[0], "is required")
     provider, model, usage = data.pop("provider"), data.pop("model"), data.pop("usage")
     for name, value in (("provider", provider), ("model", model)):
         if not isinstance(value, str) or not value.strip():
             raise InvalidUsageError(name, "must be a non-empty string")
-    if isinstance(usage, Mapping):
+    if type(usage) is not Usage and isinstance(usage, Mapping):
         try:
             usage = Usage.from_dict(usage)
         except InvalidUsageError as exc:
@@ -103,9 +103,8 @@ def parse_call(kwargs: Mapping[str, Any], clock: Clock) -> Call:
         raise InvalidUsageError("batch", "must be true or false")
     if batch and data.get("service_tier") in (None, "batch"):
         data["service_tier"] = "batch"  # stored, so a later re-rate prices it at the batch rate again
-    unknown = sorted(set(data) - _EVENT_FIELDS)
-    if unknown:
-        raise InvalidUsageError(unknown[0], "is not an event field")
+    if not _EVENT_FIELDS.issuperset(data):
+        raise InvalidUsageError(sorted(set(data) - _EVENT_FIELDS)[0], "is not an event field")
     return Call(
         provider=provider,
         model=model,

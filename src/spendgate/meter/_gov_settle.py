@@ -12,6 +12,7 @@ from spendgate.budgets import (
     BreakerSource,
     CircuitBreaker,
     Limit,
+    Metric,
     Window,
     crossed_thresholds,
 )
@@ -19,7 +20,8 @@ from spendgate.counters import (
     MAX_RATE_AMOUNT,
     with_init,
 )
-from spendgate.meter._authorization import Authorization, Hold, actual_amount, from_units
+from spendgate.meter._authorization import Authorization, Hold, actual_amount, from_units, to_units
+from spendgate.meter._gov_fast import may_cross
 from spendgate.meter._gov_rates import RateLimiting
 from spendgate.usage import Usage
 
@@ -43,8 +45,18 @@ class Settlement(RateLimiting):
         """
         now = self.clock.now()
         consumed = not (release and usage == Usage())  # a released call that used nothing counts for nothing
-        used = {h.key: actual_amount(h.limit.metric, usage, cost, h.amount) if consumed else 0 for h in auth.holds}
-        actual = {hold.key: used[hold.key] for hold in auth.holds if hold.rolling_seconds is None}
+        used: dict[str, int] = {}
+        actual: dict[str, int] = {}
+        cost_units = None if cost is None or not consumed else to_units(Metric.COST, cost)
+        for hold in auth.holds:
+            metric = hold.limit.metric
+            if cost_units is not None and metric is Metric.COST:
+                amount = cost_units  # the usual case, converted once for every cost limit
+            else:
+                amount = actual_amount(metric, usage, cost, hold.amount) if consumed else 0
+            used[hold.key] = amount
+            if hold.rolling_seconds is None:
+                actual[hold.key] = amount
         op = self.counters.release if release else self.counters.commit
         result = op(auth.reservation_id, actual, now=now.timestamp())
         if result.needs_init:  # a counter expired (or Redis lost it) since the hold: reload it from the ledger
@@ -104,6 +116,10 @@ class Settlement(RateLimiting):
         for hold in auth.holds:
             if hold.key not in after:
                 continue
+            if hold.bounds is not None and not (rules and hold.limit.id in rules):
+                units = after[hold.key]
+                if not may_cross(hold.bounds, units - used[hold.key], units):
+                    continue  # surely no threshold between the figures before and after: skip the exact test
             metric = hold.limit.metric
             after_value = from_units(metric, after[hold.key])
             before = after_value - from_units(metric, used[hold.key])

@@ -29,7 +29,6 @@ from spendgate.budgets import (
     RequestEstimate,
     allows_quietly,
     decide,
-    utilization,
     worst_case_output_tokens,
 )
 from spendgate.clock import Clock
@@ -42,6 +41,7 @@ from spendgate.counters import (
 from spendgate.errors import PricingError
 from spendgate.ledger import UsageStore
 from spendgate.meter._authorization import Authorization, Hold, from_units, to_units
+from spendgate.meter._gov_fast import Lanes, binding
 from spendgate.meter._gov_reserve import _reserve_item
 from spendgate.meter._gov_settle import Settlement
 from spendgate.meter._gov_state import _Figures, _window
@@ -49,7 +49,6 @@ from spendgate.meter._policy import (
     Plan,
     Policy,
     PolicyCache,
-    Slot,
 )
 from spendgate.pricing import PriceBook
 from spendgate.settings import Settings
@@ -63,6 +62,7 @@ log = logging.getLogger("spendgate.budgets")
 
 _RESERVE_ATTEMPTS = 4  # one pass may be spent adding the downgrade alternatives
 _NAMES_MAX = 100_000  # (provider, model) pairs remembered as valid
+_LANES_MAX = 10_000  # plans whose lanes are remembered (forgotten all at once beyond it)
 _ZERO = Decimal(0)
 
 
@@ -97,6 +97,8 @@ class Governor(Settlement):
         self._max_output: dict[tuple[str, str], int | None] = {}
         self._named: set[tuple[str, str]] = set()  # (provider, model) pairs a RequestEstimate accepted
         self._cache_options = replace(self.options, cache_available=True)
+        self._lanes: dict[int, Lanes] = {}  # by id() of their plan, which they keep alive
+        self._lanes_policy: Policy | None = None  # the snapshot whose plans _lanes holds
         self.before_read: Callable[[], object] = lambda: None
         """Called before reading the ledger (the Meter flushes its journal there)."""
 
@@ -263,26 +265,34 @@ class Governor(Settlement):
         rate = self._acquire_rates(policy, ctx, estimate, hold_id, now) if plan.rated else ()
         if isinstance(rate, Authorization):
             return answer(decision=rate.decision)
+        lanes = self._lanes.get(id(plan))
+        if lanes is None or lanes.plan is not plan:
+            lanes = self._lanes_of(plan)
         units: dict[Metric, int] = {}
         holds: list[Hold] = []
         items: list[ReserveItem] = []
-        windowed: list[Slot] = []
-        for limit, slot, amount, cap in zip(plan.limits, plan.slots, plan.amounts, plan.caps, strict=True):
-            if slot is None:
-                continue  # a per-request limit holds nothing
-            windowed.append(slot)
-            held = units.get(limit.metric)
+        for lane in lanes.lanes:
+            metric = lane.metric
+            held = units.get(metric)
             if held is None:
-                held = units[limit.metric] = to_units(limit.metric, estimate.amount(limit.metric), "up")
-            items.append(_reserve_item(slot.key, held, cap, slot.expire_at))
-            holds.append(Hold(slot.key, limit, slot.window.key, held, amount))
-        if items and not self._hold(hold_id, items, windowed, now, plan.expiries).ok:
+                held = units[metric] = to_units(metric, estimate.amount(metric), "up")
+            items.append(_reserve_item(lane.key, held, lane.cap, lane.expire_at))
+            holds.append(Hold(lane.key, lane.limit, lane.window_key, held, lane.amount, bounds=lane.bounds))
+        if items and not self._hold(hold_id, items, lanes.slots, now, plan.expiries).ok:
             self._free_rates(rate, now)
             return None
         if self._throttles:
             self._forget_throttle(_throttle_key(ctx))
-        quick = _binding(plan, read, estimate)
+        quick = partial(binding, plan, read, estimate)
         return answer(decision=decision, holds=tuple(holds), rate_holds=rate, quick_binding=quick)
+
+    def _lanes_of(self, plan: Plan) -> Lanes:
+        """Work out the lanes of a new plan; those of another policy snapshot are forgotten first."""
+        if len(self._lanes) >= _LANES_MAX or plan.policy is not self._lanes_policy:
+            self._lanes = {}
+            self._lanes_policy = plan.policy
+        lanes = self._lanes[id(plan)] = Lanes.of(plan)
+        return lanes
 
     # -- the general path ------------------------------------------------------------------------------
 
@@ -399,23 +409,3 @@ class Governor(Settlement):
             now=now,
             options=options,
         )
-
-
-def _binding(plan: Plan, read: Mapping[str, CounterState], estimate: RequestEstimate) -> tuple[Limit, Decimal] | None:
-    """The binding limit of a quiet ALLOW and what it has left, as ``decide()`` works them out.
-
-    Every check of a quiet ALLOW is an ALLOW, so the binding one is the first with the highest
-    utilization (spent + reserved + this request's worst case, over the effective amount).
-    """
-    best: tuple[Decimal, Limit, Decimal] | None = None
-    for limit, slot, amount in zip(plan.limits, plan.slots, plan.amounts, strict=True):
-        metric = limit.metric
-        if slot is None:
-            spent = reserved = _ZERO
-        else:
-            counter = read[slot.key]
-            spent, reserved = from_units(metric, counter.spent), from_units(metric, counter.reserved)
-        ratio = utilization(spent + reserved + estimate.amount(metric), amount)
-        if best is None or ratio > best[0]:
-            best = (ratio, limit, max(_ZERO, amount - spent - reserved))
-    return None if best is None else (best[1], best[2])

@@ -1,0 +1,117 @@
+"""What the quiet path works out once per plan, so that a plain ALLOW and its settle do little per call.
+
+A :class:`Lanes` holds, for each windowed limit of a :class:`~spendgate.meter._policy.Plan`, everything
+a hold on it needs (counter key, window key, amount in force, reservation cap, counter expiry) and
+where the limit's alert thresholds lie in counter units (:func:`crossing_bounds`). With those bounds a
+settle that takes a counter across no threshold (nearly all of them) is told so by two integer
+comparisons (:func:`may_cross`) instead of the exact Decimal test, which still runs whenever a
+threshold might have been crossed.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+
+from spendgate.budgets import Limit, Metric, RequestEstimate, utilization
+from spendgate.counters import CounterState
+from spendgate.meter._authorization import from_units
+from spendgate.meter._policy import Plan, Slot
+
+__all__ = ["Bounds", "Lane", "Lanes", "binding", "crossing_bounds", "may_cross"]
+
+Bounds = tuple[tuple[int, ...], tuple[int, ...]]
+"""Per alert threshold ``t`` (ascending): a lower and an upper bound, in counter units, of ``t * amount``."""
+
+_ZERO = Decimal(0)
+_SCALE = Decimal(10) ** 12
+
+
+def crossing_bounds(limit: Limit, amount: Decimal) -> Bounds | None:
+    """Integer bounds around each threshold of ``limit`` at ``amount`` (None: always use the exact test).
+
+    Each point ``t * amount`` (in counter units) lies more than a whole unit above its low bound and
+    below its high bound: far more room than the rounding of the exact test's 28-digit divisions
+    takes, so usage that stays on one side of the bounds crosses ``t`` by that test neither.
+    """
+    if not amount > 0 or not amount.is_finite():
+        return None  # a zero amount is crossed by any use (utilization is infinite): leave it to the exact test
+    lows: list[int] = []
+    highs: list[int] = []
+    scale = _SCALE if limit.metric is Metric.COST else Decimal(1)
+    with localcontext(prec=200):  # exact: thresholds and amounts have few digits
+        for threshold in limit.thresholds:
+            point = Decimal(str(threshold)) * amount * scale
+            lows.append(math.floor(point) - 1)
+            highs.append(math.ceil(point) + 1)
+    return tuple(lows), tuple(highs)
+
+
+def may_cross(bounds: Bounds, before: int, after: int) -> bool:
+    """False when going from ``before`` to ``after`` units surely crosses none of the thresholds of ``bounds``.
+
+    The thresholds ascend, and so do both bounds: the first threshold whose upper bound reaches
+    ``before`` is the only candidate worth testing, the later ones lie further up.
+    """
+    lows, highs = bounds
+    i = bisect_left(highs, before)
+    return i < len(lows) and lows[i] <= after
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """One windowed limit of a plan: what its holds carry, and its counter."""
+
+    key: str
+    limit: Limit
+    window_key: str
+    amount: Decimal
+    """The amount in force."""
+    cap: int | None
+    expire_at: float
+    metric: Metric
+    bounds: Bounds | None
+
+
+@dataclass(frozen=True, slots=True)
+class Lanes:
+    """The windowed limits of one :class:`Plan`, in its order, and their slots (for loading cold counters)."""
+
+    plan: Plan
+    lanes: tuple[Lane, ...]
+    slots: tuple[Slot, ...]
+
+    @classmethod
+    def of(cls, plan: Plan) -> Lanes:
+        lanes: list[Lane] = []
+        slots: list[Slot] = []
+        for limit, slot, amount, cap in zip(plan.limits, plan.slots, plan.amounts, plan.caps, strict=True):
+            if slot is None:
+                continue  # a per-request limit holds nothing
+            slots.append(slot)
+            bounds = crossing_bounds(limit, amount)
+            lanes.append(Lane(slot.key, limit, slot.window.key, amount, cap, slot.expire_at, limit.metric, bounds))
+        return cls(plan, tuple(lanes), tuple(slots))
+
+
+def binding(plan: Plan, read: Mapping[str, CounterState], estimate: RequestEstimate) -> tuple[Limit, Decimal] | None:
+    """The binding limit of a quiet ALLOW and what it has left, as ``decide()`` works them out.
+
+    Every check of a quiet ALLOW is an ALLOW, so the binding one is the first with the highest
+    utilization (spent + reserved + this request's worst case, over the effective amount).
+    """
+    best: tuple[Decimal, Limit, Decimal] | None = None
+    for limit, slot, amount in zip(plan.limits, plan.slots, plan.amounts, strict=True):
+        metric = limit.metric
+        if slot is None:
+            spent = reserved = _ZERO
+        else:
+            counter = read[slot.key]
+            spent, reserved = from_units(metric, counter.spent), from_units(metric, counter.reserved)
+        ratio = utilization(spent + reserved + estimate.amount(metric), amount)
+        if best is None or ratio > best[0]:
+            best = (ratio, limit, max(_ZERO, amount - spent - reserved))
+    return None if best is None else (best[1], best[2])
