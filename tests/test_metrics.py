@@ -151,3 +151,27 @@ def test_an_app_without_metrics_state_still_answers(tmp_path: Path) -> None:
         samples = _samples(client.get("/metrics").text)
         assert samples["spendgate_journal_pending_events"] == "0"
         assert not any(name.startswith("spendgate_job_") for name in samples)
+
+
+def test_the_meter_feeds_the_request_counters_through_its_hooks(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'h.db'}", master_key=SecretStr(MASTER), metrics_public=True
+    )
+    with Meter(settings=settings, clock=FakeClock(T0)) as meter:
+        meter.set_limit(scope="user", scope_id="ann", amount="0.000001", id="tiny")
+        app = create_app(settings, meter=meter)
+        with TestClient(app) as client:
+            auth = meter.authorize(provider="openai", model="gpt-4o", text="hello", max_tokens=10)
+            meter.settle(auth, Usage(input_tokens=100, output_tokens=20))
+            meter.settle(auth, Usage(input_tokens=100, output_tokens=20))  # a duplicate: counted once
+            meter.record(provider="openai", model="gpt-4o", usage=Usage(input_tokens=5), success=False, event_id="r1")
+            meter.record(provider="openai", model="gpt-4o", usage=Usage(input_tokens=5), success=False, event_id="r1")
+            denied = meter.authorize(user_id="ann", provider="openai", model="gpt-4o", text="hi", max_tokens=100)
+            assert not denied.allowed
+            samples = _samples(client.get("/metrics").text)
+        assert meter.on_event is None and meter.on_decision is None  # the app let go of the meter it was given
+    assert samples[_key("spendgate_requests_total", **GPT, action="allow", outcome="success")] == "1"
+    assert samples[_key("spendgate_requests_total", **GPT, action="allow", outcome="failure")] == "1"
+    assert samples[_key("spendgate_tokens_total", **GPT, kind="input")] == "105"
+    assert samples[_key("spendgate_decisions_total", **GPT, action="allow")] == "1"
+    assert samples[_key("spendgate_decisions_total", **GPT, action=denied.action.value)] == "1"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -93,6 +93,12 @@ class BudgetMethods:
     tokens: TokenCounter
 
     journal: Journal | None
+
+    #: Called with every newly recorded event (settled, released or recorded; not duplicates), e.g. by the
+    #: service's Prometheus counters. It runs on the recording thread: keep it cheap and never raise.
+    on_event: Callable[[UsageEvent], None] | None = None
+    #: Called with every authorization decision, refusals included (same rules as ``on_event``).
+    on_decision: Callable[[Authorization], None] | None = None
 
     def record(self, **kwargs: Any) -> Recorded:  # provided by Meter
         raise NotImplementedError
@@ -338,7 +344,10 @@ class BudgetMethods:
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0
         ):
             raise InvalidUsageError("max_tokens", f"must be a non-negative integer, got {max_tokens!r}")
-        return self.governor.authorize(ctx, input_tokens, max_tokens, reservation_id, cache_available, args=args)
+        decision = self.governor.authorize(ctx, input_tokens, max_tokens, reservation_id, cache_available, args=args)
+        if self.on_decision is not None:
+            self.on_decision(decision)
+        return decision
 
     def _event_fields(self, auth: Authorization) -> dict[str, Any]:
         ctx = auth.ctx
@@ -368,9 +377,12 @@ class BudgetMethods:
         already = self.governor.commit(auth, event.usage, None if cost is None else cost.total, release=release)
         if self.journal is not None and not release:
             self.journal.append(event)  # appended even when settled before: a crash may have come in between
-            return Recorded(event_id=event.event_id, duplicate=already, cost=cost)
-        result = self.store.record(event)
-        return Recorded(event_id=result.event_id, duplicate=result.duplicate, cost=cost)
+            duplicate = already
+        else:
+            duplicate = self.store.record(event).duplicate
+        if self.on_event is not None and not duplicate:
+            self.on_event(event)
+        return Recorded(event_id=event.event_id, duplicate=duplicate, cost=cost)
 
     def settle(self, authorization: Authorization, usage: Usage, **fields: Any) -> Recorded:
         """Replace the call's hold with what it really used, and record the event (idempotent).

@@ -213,6 +213,8 @@ class Meter(QueueMethods):
         """
         event, cost = self._prepare(kwargs)
         result = self.store.record(event)
+        if self.on_event is not None and not result.duplicate:
+            self.on_event(event)
         return Recorded(event_id=result.event_id, duplicate=result.duplicate, cost=cost)
 
     def validate(self, event: Mapping[str, Any]) -> None:
@@ -227,6 +229,10 @@ class Meter(QueueMethods):
         """Record a batch in one transaction: all are validated first, so a bad one writes nothing."""
         prepared = [self._prepare(item, where=f"events[{i}].") for i, item in enumerate(events)]
         results = self.store.record_many([event for event, _ in prepared])
+        if self.on_event is not None:
+            for result, (event, _) in zip(results, prepared, strict=True):
+                if not result.duplicate:
+                    self.on_event(event)
         return [
             Recorded(event_id=r.event_id, duplicate=r.duplicate, cost=cost)
             for r, (_, cost) in zip(results, prepared, strict=True)

@@ -32,12 +32,15 @@ def create_app(settings: Settings | None = None, *, meter: Meter | None = None, 
         own = meter is None
         m = meter or Meter(settings=settings, clock=clock)
         app.state.services = Services(settings=settings, meter=m, identity=IdentityStore(m.store.control, m.clock))
-        app.state.metrics = MetricsState()
+        app.state.metrics = metrics = MetricsState()
+        m.on_event = metrics.requests.observe_event
+        m.on_decision = metrics.observe_decision
         app.state.jobs = jobs = start_jobs(settings, m)
         try:
             yield
         finally:
             jobs.stop()
+            m.on_event = m.on_decision = None
             if own:
                 m.close()
 

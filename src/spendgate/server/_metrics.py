@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
 from spendgate.ledger import UsageEvent
-from spendgate.meter import Meter
+from spendgate.meter import Authorization, Meter
 from spendgate.server._deps import ServicesDep, caller
 from spendgate.server._errors import ApiError
 from spendgate.server._jobs import JobStatus, Scheduler
@@ -186,6 +186,11 @@ class MetricsState:
 
     requests: RequestMetrics = field(default_factory=RequestMetrics)
     budgets: BudgetGauges = field(default_factory=BudgetGauges)
+
+    def observe_decision(self, authorization: Authorization) -> None:
+        """Count one authorization decision (the Meter's ``on_decision`` hook)."""
+        auth = authorization
+        self.requests.observe_decision(auth.action.value, auth.requested_provider, auth.requested_model)
 
 
 def render_metrics(meter: Meter, state: MetricsState, jobs: Scheduler | None) -> str:
