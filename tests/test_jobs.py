@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 
 from spendgate import Meter, Settings
-from spendgate.analytics import list_anomalies
-from spendgate.server._jobs import ANOMALIES, RETENTION, Scheduler, standard_jobs, start_jobs
+from spendgate.analytics import Analytics, list_anomalies, pending
+from spendgate.server._jobs import (
+    ALERTING,
+    ANALYTICS_REFRESH,
+    ANOMALIES,
+    RETENTION,
+    Scheduler,
+    standard_jobs,
+    start_jobs,
+)
 from spendgate.testing import FakeClock
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -115,11 +123,16 @@ def test_retention_job_archives_and_deletes(meter: Meter, tmp_path: Path) -> Non
     _calls(meter, T0 - timedelta(days=1), 2)
     scheduler = Scheduler(meter.clock)
     standard_jobs(scheduler, meter.settings, meter)
-    assert [s.name for s in scheduler.status()] == [ANOMALIES, RETENTION]
-    assert scheduler.run_pending(T0 + timedelta(minutes=5)) == [ANOMALIES, RETENTION]
+    assert [s.name for s in scheduler.status()] == [ALERTING, ANALYTICS_REFRESH, ANOMALIES, RETENTION]
+    scheduler = Scheduler(meter.clock)  # without the periodic refresh: retention must drain the queue itself
+    standard_jobs(scheduler, meter.settings.model_copy(update={"analytics_refresh_s": 0}), meter)
+    assert scheduler.run_pending(T0 + timedelta(minutes=5)) == [ALERTING, ANOMALIES, RETENTION]
     assert all(s.healthy for s in scheduler.status())
     assert meter.store.count() == 2
     assert len(list((tmp_path / "archive").glob("usage-*.jsonl.gz"))) == 1
+    # The analytics queue was drained before the raw events went: the cubes still count all 5 calls.
+    assert pending(meter.store).items == 0
+    assert Analytics(meter.store).summary(T0 - timedelta(days=30), T0).totals.requests == 5
 
 
 def test_anomaly_job_detects_the_hours_since_its_last_run(meter: Meter) -> None:
@@ -127,10 +140,11 @@ def test_anomaly_job_detects_the_hours_since_its_last_run(meter: Meter) -> None:
     for days in range(1, 8):
         _calls(meter, spike - timedelta(days=days), 30)
     _calls(meter, spike, 200)
-    settings = meter.settings.model_copy(update={"retention_interval_s": 0})
+    off = {"retention_interval_s": 0, "analytics_refresh_s": 0, "alerting": {"enabled": False}}
+    settings = meter.settings.model_copy(update=off)
     scheduler = Scheduler(meter.clock)
     standard_jobs(scheduler, settings, meter)
-    assert [s.name for s in scheduler.status()] == [ANOMALIES]  # retention disabled
+    assert [s.name for s in scheduler.status()] == [ANOMALIES]  # retention, the cubes' refresh and alerting disabled
     scheduler.run_pending(T0 + timedelta(minutes=5))
     found = list_anomalies(meter.store.control)
     assert {(a.metric, a.scope, a.hour) for a in found} >= {("requests", "global", spike)}
@@ -142,6 +156,16 @@ def test_anomaly_job_detects_the_hours_since_its_last_run(meter: Meter) -> None:
 def test_start_jobs_registers_and_stops(meter: Meter) -> None:
     scheduler = start_jobs(meter.settings, meter, tick_s=60)
     try:
-        assert [s.name for s in scheduler.status()] == [ANOMALIES, RETENTION]
+        assert [s.name for s in scheduler.status()] == [ALERTING, ANALYTICS_REFRESH, ANOMALIES, RETENTION]
     finally:
         scheduler.stop()
+
+
+def test_alerting_settings_are_checked_and_disable_the_job(meter: Meter) -> None:
+    with pytest.raises(ValueError, match=r"alerting: interval_s"):
+        Settings(alerting={"interval_s": -1})
+    with pytest.raises(ValueError, match=r"alerting: .*nope"):
+        Settings(alerting={"nope": 1})
+    scheduler = Scheduler(meter.clock)
+    standard_jobs(scheduler, meter.settings.model_copy(update={"alerting": {"interval_s": 0}}), meter)
+    assert ALERTING not in [s.name for s in scheduler.status()]

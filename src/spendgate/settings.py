@@ -230,6 +230,13 @@ class Settings(BaseSettings):
     recommendation_config: dict[str, Any] = Field(
         default_factory=dict, description="RecommendationConfig fields, e.g. {'min_savings': '10'}."
     )
+    analytics_refresh_s: float = Field(
+        default=10.0, ge=0, description="Seconds between moves of new events into the analytics cubes (0: never)."
+    )
+    alerting: dict[str, Any] = Field(
+        default_factory=dict,
+        description="AlertingConfig fields (channels, rules for a fresh install, interval_s, ...): see docs/alerts.md.",
+    )
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
     metrics_public: bool = Field(
         default=False, description="Serve /metrics without an API key (otherwise an admin or viewer key)."
@@ -304,6 +311,23 @@ class Settings(BaseSettings):
         from spendgate.analytics import RecommendationConfig
 
         _config_object(RecommendationConfig, value, "recommendation_config")
+        return value
+
+    @field_validator("alerting")
+    @classmethod
+    def _alerting_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from pydantic import ValidationError as PydanticValidationError
+
+        from spendgate.alerts import AlertingConfig
+
+        try:
+            AlertingConfig.model_validate(value)
+        except PydanticValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg'].removeprefix('Value error, ')}"
+                for err in exc.errors()
+            )
+            raise ValueError(f"alerting: {problems}") from None
         return value
 
     @model_validator(mode="after")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 
-from spendgate.analytics import prune_anomalies
+from spendgate.analytics import retention_hooks
 from spendgate.cli._common import DatabaseOpt, JsonOpt, build_settings, emit_json, fail, handle_errors, print_table
 from spendgate.ledger import RETENTION_PRESETS, RetentionPolicy, apply_retention, read_watermark, restore_archive
 from spendgate.meter import Meter
@@ -112,12 +111,9 @@ def apply_command(
     policy = _policy(settings, environment, raw_days, aggregate_days, archive_dir)
     with handle_errors(), Meter(settings=settings) as meter:
         meter.flush()
-        control = meter.store.control
-
-        def prune(before: datetime) -> int:
-            return prune_anomalies(control, before, actor="retention")
-
-        report = apply_retention(meter.store, policy, meter.clock.now(), dry_run=dry_run, prune_aggregates=prune)
+        before_delete, prune = retention_hooks(meter.store)
+        report = apply_retention(meter.store, policy, meter.clock.now(), dry_run=dry_run,
+                                 before_delete=before_delete, prune_aggregates=prune)  # fmt: skip
     data = report.to_dict()
     if as_json:
         emit_json(data)

@@ -4,6 +4,7 @@ Open one with :func:`open_store` (``sqlite:///usage.db`` embedded, ``postgresql+
 scale) and :meth:`~UsageStore.record` :class:`UsageEvent` objects. See ``docs/ledger.md``.
 """
 
+from spendgate.ledger import _alerts_schema  # noqa: F401  (registers the alert tables on the metadata)
 from spendgate.ledger._adjustments import AdjustmentRecord, CostAdjustment
 from spendgate.ledger._control import AuditEntry, ControlStore, Crossing, QueuedRequest
 from spendgate.ledger._engine import Durability

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from spendgate.errors import LedgerError
+from spendgate.ledger import _analytics_queue
 from spendgate.ledger._event import TEXT_LIMITS
 from spendgate.ledger._money import quantize
 from spendgate.ledger._rollups import RollupAccumulator, RollupUpsert, rollup_dims
@@ -139,7 +140,8 @@ def apply_adjustments(conn: sa.Connection, adjustments: Sequence[CostAdjustment]
         .values(cost=sa.bindparam("b_cost"), price_version=sa.bindparam("b_price_version")),
         [{"b_event_id": s["event_id"], "b_cost": s["cost"], "b_price_version": s["price_version"]} for s in changed],
     )
-    conn.execute(sa.insert(cost_adjustments), history)
+    written = conn.execute(sa.insert(cost_adjustments).returning(cost_adjustments.c.id), history)
+    _analytics_queue.enqueue(conn, "adjustments", sorted(row[0] for row in written), now)
     RollupUpsert(conn.dialect.name).execute(conn, acc)
     return len(history)
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from spendgate.clock import Clock, SystemClock
 from spendgate.errors import LedgerError
-from spendgate.ledger import _adjustments, _overrides, _queries, _rollups
+from spendgate.ledger import _adjustments, _analytics_queue, _overrides, _queries, _rollups
 from spendgate.ledger._adjustments import AdjustmentRecord, CostAdjustment
 from spendgate.ledger._bulk import BulkInsert
 from spendgate.ledger._control import SqlControlStore
@@ -129,6 +129,7 @@ class SqlUsageStore:
                 if event.event_id in inserted:
                     acc.add_event(event)
             self._upsert.execute(conn, acc)
+            _analytics_queue.enqueue(conn, "events", sorted(inserted), recorded_at)
             return inserted
 
         inserted = self._engine.write("write usage events to", work)

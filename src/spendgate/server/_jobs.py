@@ -23,13 +23,23 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from spendgate.analytics import detect_anomalies, prune_anomalies, record_anomalies
+from spendgate.alerts import alerting_config_of, alerting_job
+from spendgate.analytics import RefreshJob, detect_anomalies, record_anomalies, retention_hooks
 from spendgate.clock import Clock
 from spendgate.ledger import RetentionPolicy, apply_retention
 from spendgate.meter import Meter
 from spendgate.settings import Settings
 
-__all__ = ["ANALYTICS_REFRESH", "ANOMALIES", "RETENTION", "JobStatus", "Scheduler", "start_jobs", "standard_jobs"]
+__all__ = [
+    "ALERTING",
+    "ANALYTICS_REFRESH",
+    "ANOMALIES",
+    "RETENTION",
+    "JobStatus",
+    "Scheduler",
+    "start_jobs",
+    "standard_jobs",
+]
 
 log = logging.getLogger("spendgate.jobs")
 
@@ -37,6 +47,7 @@ RETENTION = "retention"
 ANOMALIES = "anomalies"
 #: The name to register the analytics cubes' refresh under.
 ANALYTICS_REFRESH = "analytics-refresh"
+ALERTING = "alerting"
 _FIRST_RUN_CAP = timedelta(minutes=5)
 _HOUR = timedelta(hours=1)
 
@@ -176,15 +187,19 @@ def _retention_job(
     prune_aggregates: tuple[Callable[[datetime], int], ...],
 ) -> Callable[[datetime], object]:
     policy = RetentionPolicy.from_settings(settings)
-    control = meter.store.control
+    drain_analytics, prune_analytics = retention_hooks(meter.store)
 
-    def prune(before: datetime) -> int:
-        removed = prune_anomalies(control, before, actor="retention")
-        return removed + sum(hook(before) for hook in prune_aggregates)
+    def before() -> None:
+        drain_analytics()  # every queued event is in the cubes before raw events go
+        if before_delete is not None:
+            before_delete()
+
+    def prune(cutoff: datetime) -> int:
+        return prune_analytics(cutoff) + sum(hook(cutoff) for hook in prune_aggregates)
 
     def run(now: datetime) -> object:
         meter.flush()  # journaled settles reach the ledger (and its rollups) before anything is deleted
-        return apply_retention(meter.store, policy, now, before_delete=before_delete, prune_aggregates=prune)
+        return apply_retention(meter.store, policy, now, before_delete=before, prune_aggregates=prune)
 
     return run
 
@@ -216,7 +231,8 @@ def standard_jobs(
     before_delete: Callable[[], None] | None = None,
     prune_aggregates: tuple[Callable[[datetime], int], ...] = (),
 ) -> None:
-    """Register retention (``retention_interval_s``) and anomaly detection (``anomaly_interval_s``).
+    """Register retention (``retention_interval_s``), anomaly detection (``anomaly_interval_s``), the
+    analytics cubes' refresh (``analytics_refresh_s``) and alerting.
 
     Retention prunes anomalies with the aggregates, then each of ``prune_aggregates``; ``before_delete``
     runs before raw events are deleted. Anomaly detection evaluates the complete hours since its last run
@@ -225,6 +241,11 @@ def standard_jobs(
     scheduler.add(RETENTION, settings.retention_interval_s,
                   _retention_job(settings, meter, before_delete, prune_aggregates))  # fmt: skip
     scheduler.add(ANOMALIES, settings.anomaly_interval_s, _anomaly_job(settings, meter))
+    refresh = RefreshJob(meter.store)
+    scheduler.add(ANALYTICS_REFRESH, settings.analytics_refresh_s, lambda now: refresh())
+    alerting = alerting_config_of(settings)
+    scheduler.add(ALERTING, alerting.interval_s if alerting.enabled else 0,
+                  alerting_job(meter.store, alerting, before=meter.flush))  # fmt: skip
 
 
 def start_jobs(
