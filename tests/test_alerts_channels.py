@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import urllib.parse
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,25 +16,15 @@ import pytest
 
 from ledger_fixtures import make_event
 from spendgate.alerts import SIGNATURE_HEADER, AlertingConfig, AlertStore, run_alerting
-from spendgate.ledger import UsageStore, open_store
+from spendgate.ledger import UsageStore
 from spendgate.testing import FakeClock
-from test_alerts_support import HttpReceiver, SmtpReceiver, http_receiver, smtp_receiver
+from test_alerts_support import T0, HttpReceiver, SmtpReceiver, clock, http_receiver, smtp_receiver, store
 
-T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+__all__ = ["clock", "store"]
+
 SECRET = "webhook-secret-0123456789"
 LIMIT = "user:bob|cost|day|UTC"
 ALL = ["mail", "hook", "slack", "discord", "teams", "pd", "sms", "broken", "log"]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def store(ledger_url: str, clock: FakeClock) -> Iterator[UsageStore]:
-    with open_store(ledger_url, clock=clock) as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,23 +26,13 @@ from spendgate.alerts import (
 from spendgate.alerts import _sources as sources
 from spendgate.analytics._anomaly import Anomaly, record_anomalies
 from spendgate.errors import LedgerError
-from spendgate.ledger import UsageStore, open_store
+from spendgate.ledger import UsageStore
 from spendgate.testing import FakeClock
-from test_alerts_support import HttpReceiver, http_receiver
+from test_alerts_support import T0, HttpReceiver, clock, http_receiver, store
 
-T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+__all__ = ["clock", "store"]
+
 MIN = timedelta(minutes=1)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def store(ledger_url: str, clock: FakeClock) -> Iterator[UsageStore]:
-    with open_store(ledger_url, clock=clock) as opened:
-        yield opened
 
 
 @pytest.fixture

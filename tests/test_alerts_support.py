@@ -12,17 +12,35 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-__all__ = ["HttpReceiver", "Received", "SmtpReceiver", "http_receiver", "smtp_receiver"]
+from spendgate.ledger import UsageStore, open_store
+from spendgate.testing import FakeClock
+
+__all__ = ["T0", "HttpReceiver", "Received", "SmtpReceiver", "clock", "http_receiver", "smtp_receiver", "store"]
+
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def store(ledger_url: str, clock: FakeClock) -> Iterator[UsageStore]:
+    with open_store(ledger_url, clock=clock) as opened:
+        yield opened
 
 
 @dataclass(frozen=True)
