@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,7 @@ from spendgate.analytics import RELATIVE_ERROR, Analytics, Filters, Stats, Total
 from spendgate.analytics._plan import Group, Query, plan
 from spendgate.errors import InvalidUsageError
 from spendgate.ledger import UsageEvent, UsageStore
+from spendgate.ledger import _analytics_cubes as analytics_cubes
 from spendgate.usage import Usage
 from test_analytics_cubes import change
 
@@ -215,6 +217,10 @@ def test_summary_and_breakdown_equal_the_raw_events(
     assert summary.sessions == len({e.session_id for e in events if e.session_id})
     assert summary.providers == len({e.provider for e in events})
     assert summary.models == len({e.model for e in events})
+    with patch.object(analytics_cubes, "_IN_LIMIT", 0):  # values seen outside the cube checked in chunks
+        again = analytics.summary(since, until, filters)
+    counts = (summary.unique_users, summary.sessions, summary.providers, summary.models)
+    assert (again.unique_users, again.sessions, again.providers, again.models) == counts
 
     breakdown = analytics.breakdown(by, since, until, filters)  # type: ignore[arg-type]
     groups = _grouped(events, _breakdown_keys(by))
@@ -345,6 +351,25 @@ def test_queued_rerated_events_count_once_with_their_current_cost(ledger_store: 
     after = analytics.summary(since, since + timedelta(days=3))
     assert (after.totals.cost, after.queued) == (Decimal(3), 0)
     assert after.cost == before.cost
+
+
+@pytest.mark.parametrize("in_limit", [5000, 0])  # values seen outside the cube checked inline, or in chunks
+def test_distinct_counts_merge_cube_raw_edges_and_queued_events(ledger_store: UsageStore, in_limit: int) -> None:
+    day = T0.replace(hour=0, minute=0, second=0, microsecond=0)
+    ledger_store.record_many(
+        [make_event(user_id="ann", session_id="s1", model="m1", timestamp=day + timedelta(hours=2))]
+    )
+    assert refresh(ledger_store) == 1  # ann, s1, m1 are in the cubes
+    ledger_store.record_many([  # queued: ann and s1 again (already counted), bob and s2 new
+        make_event(user_id="ann", session_id="s1", model="m1", timestamp=day + timedelta(hours=3)),
+        make_event(user_id="bob", session_id="s2", model="m2", timestamp=day + timedelta(hours=4)),
+    ])  # fmt: skip
+    ledger_store.record(
+        make_event(user_id="ann", session_id="s3", model="m1", timestamp=day + timedelta(hours=5, minutes=1))
+    )
+    with patch.object(analytics_cubes, "_IN_LIMIT", in_limit):
+        summary = Analytics(ledger_store).summary(day, day + timedelta(hours=5, minutes=30))  # a ragged end: raw
+    assert (summary.unique_users, summary.sessions, summary.models) == (2, 3, 2)
 
 
 def test_top_n_and_most_used_models(ledger_store: UsageStore) -> None:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from spendgate.analytics._measures import Agg, Cell, Delta, adjustment_delta, event_delta, merge_values
 from spendgate.analytics._plan import ENTITY_FILTERS, PLAIN_FILTERS, Plan, Query, bucket_key
 from spendgate.analytics._refresh import entity_values
-from spendgate.ledger._analytics_cubes import Window, aggregate, count_distinct, present, sketch_rows
+from spendgate.ledger._analytics_cubes import Window, aggregate, count_distinct, sketch_rows
 from spendgate.ledger._analytics_queue import EVENT_COLUMNS, queued, read_adjustments, read_events
 from spendgate.ledger._analytics_schema import SKETCH_COLUMNS
 from spendgate.ledger._schema import usage_events
@@ -110,17 +110,22 @@ def _windows(plan: Plan) -> list[Window]:
     return [(s.granularity, s.since, s.until) for s in plan.segments if s.granularity is not None]
 
 
-def _raw_rows(conn: sa.Connection, query: Query, plan: Plan) -> Iterator[Any]:
+def _raw_rows(conn: sa.Connection, query: Query, plan: Plan, tail: Tail) -> Iterator[Any]:
     for segment in plan.segments:
         if segment.granularity is None:
-            yield from conn.execute(sa.select(*EVENT_COLUMNS).where(*_raw_where(query, segment.since, segment.until)))
+            if plan.cube is None:  # a whole period without a cube: streamed, never kept
+                yield from conn.execute(
+                    sa.select(*EVENT_COLUMNS).where(*_raw_where(query, segment.since, segment.until))
+                )
+            else:  # the ragged edges around cube buckets: small, shared by the parts of one answer
+                yield from tail.raw(query, segment.since, segment.until)
 
 
 def execute(conn: sa.Connection, query: Query, plan: Plan, tail: Tail) -> Groups:
     """The groups answering ``query`` (``tail``: the snapshot's queued items, added to cube periods)."""
     groups: Groups = {}
     collector = _Collector(query)
-    for row in _raw_rows(conn, query, plan):
+    for row in _raw_rows(conn, query, plan, tail):
         collector.add(row, event_delta(row, row.cost))
     windows = _windows(plan)
     if plan.cube is not None and windows:
@@ -156,7 +161,7 @@ def count_keys(conn: sa.Connection, query: Query, plan: Plan, tail: Tail) -> lis
             for i, value in enumerate(key):
                 extra[i].add(value)
 
-    for row in _raw_rows(conn, query, plan):
+    for row in _raw_rows(conn, query, plan, tail):
         see(row)
     if plan.cube is None or not windows:
         return [len(values - {None}) for values in extra]
@@ -164,13 +169,7 @@ def count_keys(conn: sa.Connection, query: Query, plan: Plan, tail: Tail) -> lis
     for event in tail.rows()[0]:
         if _in(event.timestamp, ranges):
             see(event)
-    counts = count_distinct(conn, plan.cube, windows, plan.cube_filters, plan.group_columns)
-    out = []
-    for count, column, seen in zip(counts, plan.group_columns, extra, strict=True):
-        values = {v for v in seen if v}
-        found = present(conn, plan.cube, windows, plan.cube_filters, column, values) if values else set()
-        out.append(count + len(values - found))
-    return out
+    return count_distinct(conn, plan.cube, windows, plan.cube_filters, plan.group_columns, extra)
 
 
 class Tail:
@@ -179,7 +178,18 @@ class Tail:
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
         self._loaded: tuple[list[Any], list[Any]] | None = None
+        self._raw: dict[tuple[datetime, datetime, tuple[tuple[str, str], ...]], list[Any]] = {}
         self.items = 0
+
+    def raw(self, query: Query, since: datetime, until: datetime) -> list[Any]:
+        """The raw events of ``[since, until)`` matching ``query``'s filters, read once per snapshot (the
+        parts of one answer, e.g. a summary's totals and its distinct counts, share their ragged edges)."""
+        key = (since, until, tuple(sorted(query.filters.items())))
+        found = self._raw.get(key)
+        if found is None:
+            statement = sa.select(*EVENT_COLUMNS).where(*_raw_where(query, since, until))
+            found = self._raw[key] = list(self._conn.execute(statement))
+        return found
 
     def rows(self) -> tuple[list[Any], list[Any]]:
         """(event rows, adjustment rows) of every queue row."""

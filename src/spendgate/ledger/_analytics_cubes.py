@@ -215,14 +215,45 @@ def sketch_rows(
         yield tuple(row[:width]), tuple(row[width:])
 
 
+#: Most values checked in one ``IN`` list (SQLite allows 32,766 parameters a statement).
+_IN_LIMIT = 5000
+
+
 def count_distinct(
-    conn: sa.Connection, spec: CubeSpec, windows: Sequence[Window], filters: Mapping[str, str], columns: Sequence[str]
+    conn: sa.Connection,
+    spec: CubeSpec,
+    windows: Sequence[Window],
+    filters: Mapping[str, str],
+    columns: Sequence[str],
+    extras: Sequence[Collection[str]] = (),
 ) -> list[int]:
-    """How many distinct values each of ``columns`` takes in the windows."""
+    """How many distinct values each of ``columns`` takes in the windows together with ``extras[i]``
+    (values seen outside the cube, e.g. in raw events): one scan of the cube's rows.
+
+    For each column the same scan also counts how many of its extras the cube holds, so the answer is
+    ``distinct in the cube + extras not in it``. Very long extra lists are checked in chunks instead.
+    """
     t = spec.table
-    counts = [sa.func.count(sa.distinct(t.c[name])) for name in columns]
-    row = conn.execute(sa.select(*counts).where(*_where(spec, windows, filters))).one()
-    return [int(v) for v in row]
+    extra = [sorted(v for v in (extras[i] if i < len(extras) else ()) if v) for i in range(len(columns))]
+    inline = [values if len(values) <= _IN_LIMIT else [] for values in extra]
+    selected: list[sa.ColumnElement[Any]] = []
+    for name, values in zip(columns, inline, strict=True):
+        column = t.c[name]
+        selected.append(sa.func.count(sa.distinct(column)))
+        if values:
+            selected.append(sa.func.count(sa.distinct(sa.case((column.in_(values), column)))))
+    row = iter(conn.execute(sa.select(*selected).where(*_where(spec, windows, filters))).one())
+    out = []
+    for name, values, checked in zip(columns, extra, inline, strict=True):
+        count = int(next(row))
+        if checked:
+            found = int(next(row))
+        elif values:
+            found = len(present(conn, spec, windows, filters, name, values))
+        else:
+            found = 0
+        out.append(count + len(values) - found)
+    return out
 
 
 def present(
