@@ -225,7 +225,7 @@ def count_distinct(
     windows: Sequence[Window],
     filters: Mapping[str, str],
     columns: Sequence[str],
-    extras: Sequence[Collection[str]] = (),
+    extras: Sequence[Collection[str]],
 ) -> list[int]:
     """How many distinct values each of ``columns`` takes in the windows together with ``extras[i]``
     (values seen outside the cube, e.g. in raw events): one scan of the cube's rows.
@@ -234,7 +234,7 @@ def count_distinct(
     ``distinct in the cube + extras not in it``. Very long extra lists are checked in chunks instead.
     """
     t = spec.table
-    extra = [sorted(v for v in (extras[i] if i < len(extras) else ()) if v) for i in range(len(columns))]
+    extra = [sorted(v for v in values if v) for values in extras]
     inline = [values if len(values) <= _IN_LIMIT else [] for values in extra]
     selected: list[sa.ColumnElement[Any]] = []
     for name, values in zip(columns, inline, strict=True):
