@@ -223,10 +223,10 @@ def test_refused_connection_and_bad_requests() -> None:
 def test_request_targets() -> None:
     assert _target("https://api.openai.com/v1/chat") == (
         ("https", "api.openai.com", 443),
-        b"/v1/chat",
+        "/v1/chat",
         "api.openai.com",
     )
-    assert _target("http://[::1]:8000") == (("http", "::1", 8000), b"/", "[::1]:8000")
+    assert _target("http://[::1]:8000") == (("http", "::1", 8000), "/", "[::1]:8000")
 
 
 def test_connection_limit_makes_callers_wait() -> None:

@@ -54,7 +54,7 @@ class ResponseHeaders(dict[str, str]):
 
 
 @lru_cache(maxsize=256)
-def _target(url: str) -> tuple[tuple[str, str, int], bytes, str]:
+def _target(url: str) -> tuple[tuple[str, str, int], str, str]:
     """``((scheme, host, port), request target, Host header)`` for an absolute http(s) URL."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -64,11 +64,12 @@ def _target(url: str) -> tuple[tuple[str, str, int], bytes, str]:
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     host_header = host if port == default else f"{host}:{port}"
-    return (parts.scheme, parts.hostname, port), path.encode("ascii"), host_header
+    path.encode("ascii")  # a path that is not ASCII is refused here (UnicodeEncodeError is a ValueError)
+    return (parts.scheme, parts.hostname, port), path, host_header
 
 
-def _head(method: str, target: bytes, host: str, headers: Mapping[str, str], length: int | None) -> bytes:
-    lines = [f"{method} {target.decode('ascii')} HTTP/1.1", f"host: {host}"]
+def _head(method: str, target: str, host: str, headers: Mapping[str, str], length: int | None) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", f"host: {host}"]
     for name, value in headers.items():
         lower = name.lower()
         if lower in ("host", "content-length", "transfer-encoding", "connection"):
