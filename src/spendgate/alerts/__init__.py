@@ -6,6 +6,7 @@ through email, webhooks, Slack, Discord, Microsoft Teams, PagerDuty, SMS (Twilio
 See ``docs/alerts.md``.
 """
 
+from spendgate.alerts._auth_log import AuthFailures, failures_by_address, prune_auth_failures
 from spendgate.alerts._channels import SIGNATURE_HEADER, DeliveryError, Sender, build_senders, sign
 from spendgate.alerts._config import (
     AlertingConfig,
@@ -27,12 +28,17 @@ from spendgate.alerts._evaluate import Decision, Observation, RuleState, escalat
 from spendgate.alerts._message import Message
 from spendgate.alerts._model import ALERT_TYPES, Alert, AlertStatus, AlertType, EscalationLevel, Rule, Severity
 from spendgate.alerts._outbox import Delivery
+from spendgate.alerts._prune import prune_alerting
 from spendgate.alerts._run import Alerting, AlertingReport, alerting_job, run_alerting
 from spendgate.alerts._sources import HealthProbe
 from spendgate.alerts._store import AlertStore, StoredRule
 from spendgate.alerts._worker import DeliveryReport, deliver_due
 
 __all__ = [
+    "AuthFailures",
+    "failures_by_address",
+    "prune_alerting",
+    "prune_auth_failures",
     "ALERT_TYPES",
     "Alert",
     "AlertStatus",

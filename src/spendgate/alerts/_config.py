@@ -154,6 +154,10 @@ class AlertingConfig(BaseModel):
     enabled: bool = True
     interval_s: float = Field(default=60.0, ge=0)
     """How often the service's scheduler runs :func:`~spendgate.alerts.run_alerting` (0 disables it)."""
+    round_gap_s: float | None = Field(default=None, ge=0)
+    """A windowed rule (error rate, latency, failures, security, health) that any process evaluated less than
+    this long ago is skipped, so replicas sharing a database don't count one breach twice towards
+    ``consecutive``; default: half of ``interval_s``."""
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     rules: list[dict[str, Any]] | None = None
     """Rules to install on a fresh database instead of the built-in defaults (then managed through the API)."""
@@ -173,6 +177,11 @@ class AlertingConfig(BaseModel):
     provider_failure_kinds: tuple[str, ...] = PROVIDER_FAILURE_KINDS
     notify_resolved: bool = True
     """Also notify a rule's first channels when its alert resolves."""
+
+    def round_gap(self) -> float:
+        """``round_gap_s``, or half of ``interval_s`` when unset."""
+        return self.interval_s / 2 if self.round_gap_s is None else self.round_gap_s
+
     digests: list[DigestConfig] = Field(default_factory=list)
     """Daily and weekly digests (top users, top models, budget events, alerts)."""
     event_overlap_s: float = Field(default=120.0, ge=0)

@@ -66,6 +66,8 @@ class RuleState:
     scopes: dict[str, ScopeState] = field(default_factory=dict)
     cursor: datetime | None = None
     seen: list[str] = field(default_factory=list)
+    evaluated_at: datetime | None = None
+    """When a round of the rule was last written (by any process sharing the database)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -80,6 +82,7 @@ class RuleState:
             },
             "cursor": iso(self.cursor),
             "seen": list(self.seen),
+            "evaluated_at": iso(self.evaluated_at),
         }
 
     @classmethod
@@ -93,7 +96,10 @@ class RuleState:
             scope: ScopeState(int(s["breaches"]), when(s["last_breach"]), when(s["last_fired"]))
             for scope, s in data.get("scopes", {}).items()
         }
-        return cls(scopes=scopes, cursor=when(data.get("cursor")), seen=list(data.get("seen", [])))
+        return cls(
+            scopes=scopes, cursor=when(data.get("cursor")), seen=list(data.get("seen", [])),
+            evaluated_at=when(data.get("evaluated_at")),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +189,7 @@ def evaluate(
         or scope in open_alerts
         or (memory.last_fired is not None and now - memory.last_fired < cooldown)
     }
-    new_state = RuleState(scopes=kept, cursor=state.cursor, seen=list(state.seen))
+    new_state = RuleState(scopes=kept, cursor=state.cursor, seen=list(state.seen), evaluated_at=now)
     return Decision(tuple(fire), tuple(touch), tuple(resolve), new_state)
 
 

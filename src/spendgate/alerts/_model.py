@@ -64,8 +64,9 @@ OPERATORS: Mapping[Operator, Callable[[Decimal, Decimal], bool]] = {
 }  # fmt: skip
 AlertStatus = Literal["firing", "acknowledged", "resolved"]
 ALERT_STATUSES: tuple[AlertStatus, ...] = get_args(AlertStatus)
-#: Which dimension a windowed rule (error rate, latency, provider failure) is evaluated per.
-GroupBy = Literal["global", "provider", "model", "team_id", "user_id", "api_key_id"]
+#: Which dimension a windowed rule (error rate, latency, provider failure) is evaluated per;
+#: ``client_ip`` is only for the ``failed_auth`` metric (refused keys per client address).
+GroupBy = Literal["global", "provider", "model", "team_id", "user_id", "api_key_id", "client_ip"]
 
 #: The metric each alert type measures (the one a rule of that type may name).
 METRICS: Mapping[AlertType, tuple[str, ...]] = {
@@ -78,7 +79,7 @@ METRICS: Mapping[AlertType, tuple[str, ...]] = {
     "error_rate": ("error_rate",),
     "latency_spike": ("latency_ms",),
     "provider_failure": ("failure_rate", "failures"),
-    "security_threat": ("distinct_addresses",),
+    "security_threat": ("distinct_addresses", "failed_auth"),
     "system_health": ("healthy",),
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
@@ -167,6 +168,10 @@ class Rule:
         _choice("operator", self.operator, tuple(OPERATORS))
         _choice("severity", self.severity, SEVERITIES)
         _choice("group_by", self.group_by, get_args(GroupBy))
+        if self.metric == "failed_auth" and self.group_by not in ("global", "client_ip"):
+            raise InvalidUsageError("group_by", "failed_auth is counted per 'client_ip' or 'global'")
+        if self.group_by == "client_ip" and self.metric != "failed_auth":
+            raise InvalidUsageError("group_by", "'client_ip' is only for the failed_auth metric")
         object.__setattr__(self, "threshold", _decimal("threshold", self.threshold))
         _seconds("window_s", self.window_s, minimum=1)
         _seconds("cooldown_s", self.cooldown_s)

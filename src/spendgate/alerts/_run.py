@@ -7,7 +7,9 @@ time, and :func:`run_alerting` does one round in one call. Nothing here runs on 
 
 A rule whose evaluation fails is logged and reported; the other rules, escalation and delivery
 still run. With several processes running rounds at once, the unique open key keeps one open alert
-per (rule, scope), and deliveries are claimed by one worker each.
+per (rule, scope), and deliveries are claimed by one worker each. A round writes its rule's state only
+if nobody wrote it since the round read it (else the round is dropped), and a windowed rule evaluated
+by any process less than ``AlertingConfig.round_gap()`` ago is skipped: N replicas count a breach once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from spendgate.alerts._channels import Sender, build_senders
@@ -24,8 +26,8 @@ from spendgate.alerts._defaults import DEFAULT_RULES
 from spendgate.alerts._digest import send_digests
 from spendgate.alerts._evaluate import escalations_due, evaluate
 from spendgate.alerts._model import Alert, Rule
-from spendgate.alerts._sources import HealthProbe, observe
-from spendgate.alerts._store import AlertStore
+from spendgate.alerts._sources import EVENT_TYPES, HealthProbe, observe
+from spendgate.alerts._store import AlertStore, StaleRound
 from spendgate.alerts._worker import DeliveryReport, deliver_due
 from spendgate.ledger import UsageStore
 
@@ -115,16 +117,23 @@ class Alerting:
 
     def evaluate_rule(self, rule: Rule, now: datetime) -> tuple[list[Alert], int]:
         """One round of one rule: (alerts fired, alerts resolved)."""
-        state = self.alerts.state(rule.name)
+        state, stored_as = self.alerts.state_read(rule.name)
+        gap = timedelta(seconds=self.config.round_gap())
+        if rule.type not in EVENT_TYPES and state.evaluated_at is not None and now - state.evaluated_at < gap:
+            return [], 0  # another process ran this round (its breaches count once, not twice)
         reading = observe(rule, self.store, self.config, now, state, self.health)
         if reading.cursor is not None:
             state.cursor, state.seen = reading.cursor, reading.seen
         open_alerts = self.alerts.open_alerts(rule.name)
         decision = evaluate(rule, reading.observations, state, open_alerts, now)
-        fired = self.alerts.apply(
-            rule, decision, now, fire_channels=self.channels(rule.channels),
-            resolve_channels=lambda level: self.resolve_channels(rule, level),
-        )  # fmt: skip
+        try:
+            fired = self.alerts.apply(
+                rule, decision, now, fire_channels=self.channels(rule.channels),
+                resolve_channels=lambda level: self.resolve_channels(rule, level), expected=stored_as,
+            )  # fmt: skip
+        except StaleRound:
+            log.debug("alert rule %s: another process evaluated it meanwhile; this round is dropped", rule.name)
+            return [], 0
         return fired, len(decision.resolve)
 
     def escalate(self, rules: Mapping[str, Rule], now: datetime) -> int:

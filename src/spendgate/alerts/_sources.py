@@ -9,8 +9,8 @@
   ``error_kind`` is a provider-side kind, per provider).
 * System health calls a probe passed in: ``{component: error message or None}``.
 * Security threats: the number of distinct client addresses each API key was used from in the window
-  (``distinct_addresses``: a key suddenly used from many places). A burst of failed authentications
-  is not recorded in the ledger yet, so there is no ``failed_auth`` reader (docs/alerts.md).
+  (``distinct_addresses``: a key suddenly used from many places), and refused API keys (``failed_auth``,
+  per client address or in all) from the counts :class:`~spendgate.alerts.AuthFailures` flushed.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from spendgate.alerts._auth_log import failures_by_address
 from spendgate.alerts._config import AlertingConfig
 from spendgate.alerts._evaluate import Observation, RuleState
 from spendgate.alerts._model import Rule
@@ -32,12 +33,15 @@ from spendgate.analytics._anomaly import list_anomalies
 from spendgate.ledger import EventFilter, UsageStore, UsageSummary
 from spendgate.ledger._schema import usage_events
 
-__all__ = ["HealthProbe", "Reading", "observe"]
+__all__ = ["EVENT_TYPES", "HealthProbe", "Reading", "observe"]
 
 #: Returns each component's problem (None when healthy), e.g. ``{"ledger": None, "counters": "timeout"}``.
 HealthProbe = Callable[[], Mapping[str, str | None]]
 _LABELS = {"provider": "provider", "model": "model", "team_id": "team", "user_id": "user", "api_key_id": "key"}
 _ANOMALY_TYPES = ("cost_anomaly", "usage_spike", "token_spike")
+_CROSSING_TYPES = ("budget_threshold", "budget_exceeded", "quota_exceeded")
+#: The types whose source reads events after a cursor (the others measure a window at each round).
+EVENT_TYPES = _CROSSING_TYPES + _ANOMALY_TYPES
 _RATE = Decimal("0.0001")
 
 
@@ -128,10 +132,10 @@ def _anomalies(ctx: _Context) -> Reading:
 
 def _groups(ctx: _Context) -> list[tuple[str, UsageSummary]]:
     window = EventFilter(since=ctx.now - timedelta(seconds=ctx.rule.window_s), until=ctx.now)
-    if ctx.rule.group_by == "global":
+    dimension = ctx.rule.group_by
+    if dimension == "global" or dimension == "client_ip":  # noqa: PLR1714 (narrows the type); client_ip: failed_auth
         return [("global", ctx.store.summary(window))]
-    label = _LABELS[ctx.rule.group_by]
-    return [(f"{label}:{value}", s) for value, s in ctx.store.totals_by(ctx.rule.group_by, window) if value]
+    return [(f"{_LABELS[dimension]}:{value}", s) for value, s in ctx.store.totals_by(dimension, window) if value]
 
 
 def _window_label(ctx: _Context) -> str:
@@ -207,6 +211,22 @@ def _addresses(ctx: _Context) -> Reading:
     return Reading(out)
 
 
+def _failed_auth(ctx: _Context) -> Reading:
+    rows = failures_by_address(ctx.store, ctx.now - timedelta(seconds=ctx.rule.window_s), ctx.now)
+    window = _window_label(ctx)
+    if ctx.rule.group_by == "global":
+        total = sum(n for _, n in rows)
+        top = [ip or "unknown" for ip, _ in rows[:5]]
+        title = f"{total} API keys refused over {window}"
+        return Reading([Observation("global", Decimal(total), title, {"addresses": len(rows), "top": top})])
+    out = []
+    for address, failures in rows:
+        label = address or "unknown"
+        title = f"{failures} API keys refused from {label} over {window}"
+        out.append(Observation(f"address:{label}", Decimal(failures), title, {"failures": failures}))
+    return Reading(out)
+
+
 def _health(ctx: _Context, probe: HealthProbe | None) -> Reading:
     if probe is None:
         return Reading([])
@@ -230,7 +250,7 @@ def observe(
 ) -> Reading:  # fmt: skip
     """What ``rule``'s source sees at ``now``."""
     ctx = _Context(rule, store, config, now, state)
-    if rule.type in ("budget_threshold", "budget_exceeded", "quota_exceeded"):
+    if rule.type in _CROSSING_TYPES:
         return _crossings(ctx)
     if rule.type in _ANOMALY_TYPES:
         return _anomalies(ctx)
@@ -242,4 +262,6 @@ def observe(
         return _provider_failures(ctx)
     if rule.type == "system_health":
         return _health(ctx, health)
-    return _addresses(ctx)  # security_threat
+    if rule.metric == "failed_auth":
+        return _failed_auth(ctx)
+    return _addresses(ctx)  # security_threat, distinct_addresses

@@ -27,7 +27,7 @@ from spendgate.ledger._engine import LedgerEngine
 from spendgate.ledger._schema import control_objects
 from spendgate.ledger._validate import dump_json
 
-__all__ = ["AlertStore", "StoredRule"]
+__all__ = ["AlertStore", "StaleRound", "StoredRule"]
 
 #: The control object marking that the default rules were installed (so deleting them all sticks).
 _SEEDED = {"kind": "alerting", "id": "rules-seeded"}
@@ -78,6 +78,10 @@ def engine_of(store: object) -> LedgerEngine:
     if isinstance(store, LedgerEngine):
         return store
     raise LedgerError(f"alerting needs a SQL usage store (open_store), got {type(store).__name__}")
+
+
+class StaleRound(Exception):
+    """Another evaluator wrote a round of the rule after this round read its state."""
 
 
 class AlertStore:
@@ -170,10 +174,14 @@ class AlertStore:
 
     def state(self, name: str) -> RuleState:
         """The evaluator's memory of a rule (fresh when the rule is unknown)."""
+        return self.state_read(name)[0]
+
+    def state_read(self, name: str) -> tuple[RuleState, str | None]:
+        """The memory of a rule and its stored text, to pass to :meth:`apply` as ``expected``."""
         t = alert_rules
         with self._engine.transaction("read alert rule state from") as conn:
             text = conn.execute(sa.select(t.c.state).where(t.c.id == name)).scalar_one_or_none()
-        return RuleState() if text is None else RuleState.from_dict(json.loads(text))
+        return (RuleState() if text is None else RuleState.from_dict(json.loads(text))), text
 
     # -- alerts ----------------------------------------------------------------------------------
 
@@ -211,18 +219,23 @@ class AlertStore:
         *,
         fire_channels: Sequence[str],
         resolve_channels: Callable[[int], Sequence[str]],
+        expected: str | None = None,
     ) -> list[Alert]:
         """Write one evaluation round of ``rule`` in one transaction: its new state, the alerts it fires
         (with their deliveries), the open alerts it touches and those it resolves (notifying
         ``resolve_channels(escalation level reached)``). Returns the new alerts.
-        A firing whose (rule, scope) another evaluator opened meanwhile is dropped (dedup)."""
+        A firing whose (rule, scope) another evaluator opened meanwhile is dropped (dedup). With
+        ``expected`` (the state text the round started from), a round that another evaluator's round
+        overtook writes nothing and raises :class:`StaleRound`."""
         t = alerts
 
         def work(conn: sa.Connection) -> list[Alert]:
-            conn.execute(
-                sa.update(alert_rules).where(alert_rules.c.id == rule.name)
-                .values(state=dump_json(decision.state.to_dict()))
-            )  # fmt: skip
+            update = sa.update(alert_rules).where(alert_rules.c.id == rule.name)
+            if expected is not None:
+                update = update.where(alert_rules.c.state == expected)
+            written = conn.execute(update.values(state=dump_json(decision.state.to_dict()))).rowcount
+            if expected is not None and written != 1:
+                raise StaleRound(rule.name)
             fired: list[Alert] = []
             for firing in decision.fire:
                 alert_id = "alt_" + secrets.token_hex(12)

@@ -10,6 +10,8 @@
 * ``alert_deliveries``: the outbox. One row per (alert, channel, event), written in the same
   transaction as the alert change it announces; a worker claims due rows, sends them and records
   the outcome (``pending`` -> ``sent`` or ``failed``, with ``attempts`` and ``last_error``).
+* ``auth_failures``: refused API keys per minute and client address (``""`` when unknown), added to by
+  every process that refused them; the ``security_threat`` rules with metric ``failed_auth`` read it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sqlalchemy as sa
 
 from spendgate.ledger._schema import UTCDateTime, metadata
 
-__all__ = ["DELIVERY_STATUSES", "alert_deliveries", "alert_rules", "alerts"]
+__all__ = ["DELIVERY_STATUSES", "alert_deliveries", "alert_rules", "alerts", "auth_failures"]
 
 #: The states of a delivery: waiting (maybe after a failed attempt), sent, given up.
 DELIVERY_STATUSES = ("pending", "sent", "failed")
@@ -81,4 +83,13 @@ alert_deliveries = sa.Table(
     sa.PrimaryKeyConstraint("id", name="pk_alert_deliveries"),
     sa.Index("ix_alert_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_alert_deliveries_alert_id", "alert_id"),
+)
+
+auth_failures = sa.Table(
+    "auth_failures",
+    metadata,
+    sa.Column("minute", UTCDateTime(), nullable=False),
+    sa.Column("client_ip", sa.String(64), nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("minute", "client_ip", name="pk_auth_failures"),
 )

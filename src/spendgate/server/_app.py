@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +23,15 @@ from spendgate.settings import Settings
 
 __all__ = ["app_from_env", "create_app", "uvicorn_options"]
 
+log = logging.getLogger("spendgate.server")
+
+
+def _flush_refusals(svc: Services) -> None:
+    try:
+        svc.auth_failures.flush(svc.meter.store)
+    except Exception:  # shutting down: a ledger that is gone must not hide the real exit
+        log.exception("the failed-authentication counts could not be written at shutdown")
+
 
 def create_app(settings: Settings | None = None, *, meter: Meter | None = None, clock: Clock | None = None) -> FastAPI:
     """The service: gateway, metering and admin APIs. Nothing is opened until the app starts (lifespan)."""
@@ -31,15 +41,17 @@ def create_app(settings: Settings | None = None, *, meter: Meter | None = None, 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = meter is None
         m = meter or Meter(settings=settings, clock=clock)
-        app.state.services = Services(settings=settings, meter=m, identity=IdentityStore(m.store.control, m.clock))
+        svc = Services(settings=settings, meter=m, identity=IdentityStore(m.store.control, m.clock))
+        app.state.services = svc
         app.state.metrics = metrics = MetricsState()
         m.on_event = metrics.requests.observe_event
         m.on_decision = metrics.observe_decision
-        app.state.jobs = jobs = start_jobs(settings, m)
+        app.state.jobs = jobs = start_jobs(settings, m, auth_failures=svc.auth_failures)
         try:
             yield
         finally:
             jobs.stop()
+            _flush_refusals(svc)
             m.on_event = m.on_decision = None
             if own:
                 m.close()

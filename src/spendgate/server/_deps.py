@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, NoReturn
 
 import anyio.to_thread
 from fastapi import Depends, Request
 
+from spendgate.alerts import AuthFailures
 from spendgate.meter import Meter
 from spendgate.server._errors import ApiError
 from spendgate.server._identity import _PREFIX as KEY_PREFIX
@@ -25,6 +26,8 @@ class Services:
     settings: Settings
     meter: Meter
     identity: IdentityStore
+    auth_failures: AuthFailures = field(default_factory=AuthFailures)
+    """Refused keys, counted for the ``failed_auth`` alert rules (flushed by the alerting job)."""
 
 
 def services(request: Request) -> Services:
@@ -42,10 +45,17 @@ def _token(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def _required_token(request: Request) -> str:
+def _refuse(request: Request, svc: Services, message: str) -> NoReturn:
+    """401, counting the refusal against the client's address (for the security alert rules)."""
+    client = request.client
+    svc.auth_failures.record(client.host if client else None, svc.meter.clock.now())
+    raise ApiError(401, "authentication_error", message)
+
+
+def _required_token(request: Request, svc: Services) -> str:
     token = _token(request)
     if not token:
-        raise ApiError(401, "authentication_error", "an API key is required: Authorization: Bearer <key>")
+        _refuse(request, svc, "an API key is required: Authorization: Bearer <key>")
     return token
 
 
@@ -56,26 +66,26 @@ def _master(svc: Services, token: str) -> Principal | None:
     return None
 
 
-def _verified(principal: Principal | None) -> Principal:
+def _verified(request: Request, svc: Services, principal: Principal | None) -> Principal:
     if principal is None:
-        raise ApiError(401, "authentication_error", "invalid, expired or revoked API key")
+        _refuse(request, svc, "invalid, expired or revoked API key")
     return principal
 
 
 def caller(request: Request, svc: ServicesDep) -> Principal:
     """The principal of the request's API key (``Authorization: Bearer`` or ``x-api-key``); 401 otherwise."""
-    token = _required_token(request)
-    return _master(svc, token) or _verified(svc.identity.verify(token))
+    token = _required_token(request, svc)
+    return _master(svc, token) or _verified(request, svc, svc.identity.verify(token))
 
 
 async def gateway_caller(request: Request, svc: Services) -> Principal:
     """`caller` for the gateway's hot routes, on the event loop: a key verified within the identity cache's
     ``cache_s`` is answered from memory; a key not in the cache is looked up in a worker thread."""
-    token = _required_token(request)
+    token = _required_token(request, svc)
     principal = _master(svc, token)
     if principal is None and token.startswith(KEY_PREFIX):
         principal = svc.identity.cached(token) or await anyio.to_thread.run_sync(svc.identity.verify, token)
-    return _verified(principal)
+    return _verified(request, svc, principal)
 
 
 def reader(principal: Annotated[Principal, Depends(caller)]) -> Principal:

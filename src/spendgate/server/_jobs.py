@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from spendgate.alerts import alerting_config_of, alerting_job
+from spendgate.alerts import AuthFailures, alerting_config_of, alerting_job, prune_alerting
 from spendgate.analytics import RefreshJob, detect_anomalies, record_anomalies, retention_hooks
 from spendgate.clock import Clock
 from spendgate.ledger import RetentionPolicy, apply_retention
@@ -195,7 +195,8 @@ def _retention_job(
             before_delete()
 
     def prune(cutoff: datetime) -> int:
-        return prune_analytics(cutoff) + sum(hook(cutoff) for hook in prune_aggregates)
+        pruned = prune_analytics(cutoff) + prune_alerting(meter.store, cutoff)
+        return pruned + sum(hook(cutoff) for hook in prune_aggregates)
 
     def run(now: datetime) -> object:
         meter.flush()  # journaled settles reach the ledger (and its rollups) before anything is deleted
@@ -230,12 +231,15 @@ def standard_jobs(
     *,
     before_delete: Callable[[], None] | None = None,
     prune_aggregates: tuple[Callable[[datetime], int], ...] = (),
+    auth_failures: AuthFailures | None = None,
 ) -> None:
     """Register retention (``retention_interval_s``), anomaly detection (``anomaly_interval_s``), the
     analytics cubes' refresh (``analytics_refresh_s``) and alerting.
 
-    Retention prunes anomalies with the aggregates, then each of ``prune_aggregates``; ``before_delete``
-    runs before raw events are deleted. Anomaly detection evaluates the complete hours since its last run
+    Retention prunes anomalies, cube rows, resolved alerts and failed-authentication counts with the
+    aggregates, then each of ``prune_aggregates``; ``before_delete`` runs before raw events are deleted.
+    Each alerting round first flushes the meter and ``auth_failures`` (the refused keys it counted).
+    Anomaly detection evaluates the complete hours since its last run
     (the last hour on its first run, at most ``AnomalyConfig.max_hours``) and stores new anomalies.
     """
     scheduler.add(RETENTION, settings.retention_interval_s,
@@ -244,8 +248,14 @@ def standard_jobs(
     refresh = RefreshJob(meter.store)
     scheduler.add(ANALYTICS_REFRESH, settings.analytics_refresh_s, lambda now: refresh())
     alerting = alerting_config_of(settings)
+
+    def before_round() -> None:
+        meter.flush()
+        if auth_failures is not None:
+            auth_failures.flush(meter.store)
+
     scheduler.add(ALERTING, alerting.interval_s if alerting.enabled else 0,
-                  alerting_job(meter.store, alerting, before=meter.flush))  # fmt: skip
+                  alerting_job(meter.store, alerting, before=before_round))  # fmt: skip
 
 
 def start_jobs(
@@ -255,12 +265,14 @@ def start_jobs(
     tick_s: float = 30.0,
     before_delete: Callable[[], None] | None = None,
     prune_aggregates: tuple[Callable[[datetime], int], ...] = (),
+    auth_failures: AuthFailures | None = None,
 ) -> Scheduler:
     """A scheduler on the meter's clock with the standard jobs, started (call ``stop()`` on shutdown).
 
     More jobs (such as :data:`ANALYTICS_REFRESH`) can be added to the running scheduler with ``add``.
     """
     scheduler = Scheduler(meter.clock, tick_s=tick_s)
-    standard_jobs(scheduler, settings, meter, before_delete=before_delete, prune_aggregates=prune_aggregates)
+    standard_jobs(scheduler, settings, meter, before_delete=before_delete, prune_aggregates=prune_aggregates,
+                  auth_failures=auth_failures)  # fmt: skip
     scheduler.start()
     return scheduler
