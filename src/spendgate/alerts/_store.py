@@ -21,9 +21,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from spendgate.alerts._evaluate import Decision, RuleState
 from spendgate.alerts._model import Alert, Rule, dedup_key
 from spendgate.alerts._outbox import Outbox, insert_deliveries
-from spendgate.errors import LedgerError
 from spendgate.ledger._alerts_schema import alert_rules, alerts
 from spendgate.ledger._engine import LedgerEngine
+from spendgate.ledger._engine import engine_of as _engine_of
 from spendgate.ledger._schema import control_objects
 from spendgate.ledger._validate import dump_json
 
@@ -72,12 +72,7 @@ def _body(value: Decimal, threshold: Decimal, details: Mapping[str, Any]) -> str
 
 def engine_of(store: object) -> LedgerEngine:
     """The engine of a SQL usage store (alerts live in the ledger's own database)."""
-    engine = getattr(store, "_engine", None)
-    if isinstance(engine, LedgerEngine):
-        return engine
-    if isinstance(store, LedgerEngine):
-        return store
-    raise LedgerError(f"alerting needs a SQL usage store (open_store), got {type(store).__name__}")
+    return _engine_of(store, "alerting")
 
 
 class StaleRound(Exception):

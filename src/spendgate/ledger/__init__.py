@@ -6,6 +6,7 @@ scale) and :meth:`~UsageStore.record` :class:`UsageEvent` objects. See ``docs/le
 
 from spendgate.ledger import _alerts_schema  # noqa: F401  (registers the alert tables on the metadata)
 from spendgate.ledger._adjustments import AdjustmentRecord, CostAdjustment
+from spendgate.ledger._audit import AuditVerification, verify_audit_chain
 from spendgate.ledger._control import AuditEntry, ControlStore, Crossing, QueuedRequest
 from spendgate.ledger._engine import Durability
 from spendgate.ledger._event import RecordResult, StoredEvent, UsageEvent
@@ -20,6 +21,8 @@ from spendgate.ledger._schema import Money
 from spendgate.ledger._store import UsageStore, open_store
 
 __all__ = [
+    "AuditVerification",
+    "verify_audit_chain",
     "AdjustmentRecord",
     "AuditEntry",
     "ControlStore",

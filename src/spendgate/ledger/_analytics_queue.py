@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from spendgate.errors import LedgerError
 from spendgate.ledger._analytics_schema import analytics_queue
 from spendgate.ledger._engine import LedgerEngine
+from spendgate.ledger._engine import engine_of as _engine_of
 from spendgate.ledger._schema import cost_adjustments, usage_events
 
 __all__ = [
@@ -89,10 +89,7 @@ class Pending:
 
 def engine_of(store: object) -> LedgerEngine:
     """The engine of a SQL usage store (analytics needs the ledger's own database)."""
-    engine = getattr(store, "_engine", None)
-    if not isinstance(engine, LedgerEngine):
-        raise LedgerError(f"analytics needs a SQL usage store (open_store), got {type(store).__name__}")
-    return engine
+    return _engine_of(store, "analytics")
 
 
 def enqueue(conn: sa.Connection, kind: Kind, ids: Sequence[Any], now: datetime) -> None:

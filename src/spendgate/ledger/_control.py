@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from spendgate.clock import Clock
 from spendgate.errors import InvalidUsageError
+from spendgate.ledger._audit import append_audit
 from spendgate.ledger._engine import LedgerEngine
 from spendgate.ledger._schema import audit_log, control_objects, request_queue, threshold_crossings
 from spendgate.ledger._validate import check_aware, check_json_object, check_text, dump_json
@@ -62,6 +63,8 @@ class AuditEntry:
     action: str
     target: str
     body: dict[str, Any]
+    hash: str = ""
+    """The entry's link in the audit chain (``spendgate.ledger.verify_audit_chain``)."""
 
 
 @runtime_checkable
@@ -310,16 +313,10 @@ class SqlControlStore:
     # -- audit -----------------------------------------------------------------------------------
 
     def _audit(self, conn: sa.Connection, actor: str, action: str, target: str, body: Mapping[str, Any]) -> None:
-        conn.execute(
-            sa.insert(audit_log),
-            {
-                "at": self._clock.now(),
-                "actor": check_text("actor", actor, 200),
-                "action": check_text("action", action, 100),
-                "target": check_text("target", target, 400),
-                "body": dump_json(check_json_object("body", body)),
-            },
-        )
+        append_audit(
+            conn, self._clock.now(), check_text("actor", actor, 200), check_text("action", action, 100),
+            check_text("target", target, 400), dump_json(check_json_object("body", body)),
+        )  # fmt: skip
 
     def audit(self, actor: str, action: str, target: str, body: Mapping[str, Any]) -> None:
         """Append one entry to the audit log."""
@@ -333,7 +330,7 @@ class SqlControlStore:
         with self._engine.transaction("read the audit log of") as conn:
             rows = conn.execute(query).mappings().all()
         return [
-            AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["target"], dict(json.loads(r["body"])))
+            AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["target"], dict(json.loads(r["body"])), r["hash"])
             for r in rows
         ]
 

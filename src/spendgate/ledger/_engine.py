@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL, make_url
 
 from spendgate.errors import ConfigurationError, LedgerError
 
-__all__ = ["Durability", "LedgerEngine", "parse_url"]
+__all__ = ["Durability", "LedgerEngine", "engine_of", "parse_url"]
 
 T = TypeVar("T")
 
@@ -169,3 +169,14 @@ class LedgerEngine:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def engine_of(store: object, needed_by: str = "this") -> LedgerEngine:
+    """The engine of a SQL usage store (or the engine itself): what lives in the ledger's own database
+    (analytics cubes, alerts, the audit chain) is reached through it."""
+    if isinstance(store, LedgerEngine):
+        return store
+    engine = getattr(store, "_engine", None)
+    if not isinstance(engine, LedgerEngine):
+        raise LedgerError(f"{needed_by} needs a SQL usage store (open_store), got {type(store).__name__}")
+    return engine

@@ -12,7 +12,8 @@ Tables:
   (kind, id); ``spendgate.budgets`` defines them, the ledger does not interpret them.
 * ``threshold_crossings``: each limit threshold crossed in a window, once (alerting reads them).
 * ``request_queue``: requests deferred by a QUEUE decision, run later by a worker.
-* ``audit_log``: who changed what (limits, grants, prices, breakers), append-only.
+* ``audit_log``: who changed what (limits, grants, prices, breakers), append-only and hash-chained
+  (``spendgate.ledger._audit``).
 
 Money columns are :class:`Money` (a BIGINT count of 1e-12 units), never a float or a backend
 NUMERIC, so SQLite and PostgreSQL store exactly the same integers.
@@ -297,6 +298,8 @@ audit_log = sa.Table(
     sa.Column("action", sa.String(100), nullable=False),
     sa.Column("target", sa.String(400), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
     sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
     sa.Index("ix_audit_log_at", "at"),
 )

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from spendgate.ledger import verify_audit_chain
 from spendgate.server._adm_common import aware, errors
 from spendgate.server._deps import Admin, ServicesDep
 
@@ -42,7 +43,13 @@ def audit_log(
             continue
         at = entry.at.isoformat()
         found.append({"id": entry.id, "at": at, "actor": entry.actor, "action": entry.action, "target": entry.target,
-                      "body": entry.body})  # fmt: skip
+                      "body": entry.body, "hash": entry.hash})  # fmt: skip
         if len(found) == limit:
             break
     return {"entries": found, "next_since": found[-1]["at"] if len(found) == limit else None}
+
+
+@router.get("/audit/verify", summary="Recompute the audit log's hash chain (admin)", responses=errors())
+def audit_verify(_: Admin, svc: ServicesDep) -> dict[str, object]:
+    """``ok`` with the number of entries and the head hash, or the first entry that does not fit and why."""
+    return verify_audit_chain(svc.meter.store).to_dict()
