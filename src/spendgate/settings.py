@@ -242,6 +242,15 @@ class Settings(BaseSettings):
         default=False, description="Serve /metrics without an API key (otherwise an admin or viewer key)."
     )
 
+    auth_failure_limit: int = Field(
+        default=50, ge=0, description="Refused API keys from one client address that lock it out (0: never)."
+    )
+    auth_failure_window_s: float = Field(
+        default=60.0, gt=0, description="The span in which auth_failure_limit refusals lock an address out."
+    )
+    auth_lockout_s: float = Field(
+        default=300.0, ge=0, description="How long a locked-out address gets 429 on every request."
+    )
     master_key: SecretStr | None = Field(
         default=None, description="Bootstrap admin key for the service (SPENDGATE_MASTER_KEY); at least 16 characters."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, NoReturn
 
@@ -11,6 +12,7 @@ from fastapi import Depends, Request
 
 from spendgate.alerts import AuthFailures
 from spendgate.meter import Meter
+from spendgate.server._auth_guard import AuthGuard
 from spendgate.server._errors import ApiError
 from spendgate.server._identity import _PREFIX as KEY_PREFIX
 from spendgate.server._identity import IdentityStore, Principal
@@ -28,6 +30,12 @@ class Services:
     identity: IdentityStore
     auth_failures: AuthFailures = field(default_factory=AuthFailures)
     """Refused keys, counted for the ``failed_auth`` alert rules (flushed by the alerting job)."""
+    auth_guard: AuthGuard = field(init=False)
+    """Locks out client addresses that fail authentication too often (``auth_failure_*`` settings)."""
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.auth_guard = AuthGuard(s.auth_failure_limit, s.auth_failure_window_s, s.auth_lockout_s)
 
 
 def services(request: Request) -> Services:
@@ -45,11 +53,30 @@ def _token(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def _refuse(request: Request, svc: Services, message: str) -> NoReturn:
-    """401, counting the refusal against the client's address (for the security alert rules)."""
+def _address(request: Request) -> str | None:
     client = request.client
-    svc.auth_failures.record(client.host if client else None, svc.meter.clock.now())
+    return client.host if client else None
+
+
+def _refuse(request: Request, svc: Services, message: str) -> NoReturn:
+    """401, counting the refusal against the client's address (security alerts and the lockout)."""
+    address, now = _address(request), svc.meter.clock.now()
+    svc.auth_failures.record(address, now)
+    svc.auth_guard.failed(address, now.timestamp())
     raise ApiError(401, "authentication_error", message)
+
+
+def _check_lockout(request: Request, svc: Services) -> None:
+    """429 for an address locked out after too many refused keys (its key is not even looked at)."""
+    if not svc.auth_guard.active:
+        return
+    wait = svc.auth_guard.retry_after(_address(request), svc.meter.clock.now().timestamp())
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        raise ApiError(
+            429, "rate_limit_error", f"too many refused API keys from this address: retry in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )  # fmt: skip
 
 
 def _required_token(request: Request, svc: Services) -> str:
@@ -73,7 +100,9 @@ def _verified(request: Request, svc: Services, principal: Principal | None) -> P
 
 
 def caller(request: Request, svc: ServicesDep) -> Principal:
-    """The principal of the request's API key (``Authorization: Bearer`` or ``x-api-key``); 401 otherwise."""
+    """The principal of the request's API key (``Authorization: Bearer`` or ``x-api-key``); 401 otherwise
+    (429 for an address locked out after too many refused keys)."""
+    _check_lockout(request, svc)
     token = _required_token(request, svc)
     return _master(svc, token) or _verified(request, svc, svc.identity.verify(token))
 
@@ -81,6 +110,7 @@ def caller(request: Request, svc: ServicesDep) -> Principal:
 async def gateway_caller(request: Request, svc: Services) -> Principal:
     """`caller` for the gateway's hot routes, on the event loop: a key verified within the identity cache's
     ``cache_s`` is answered from memory; a key not in the cache is looked up in a worker thread."""
+    _check_lockout(request, svc)
     token = _required_token(request, svc)
     principal = _master(svc, token)
     if principal is None and token.startswith(KEY_PREFIX):
