@@ -22,7 +22,7 @@ def test_the_limit_counts_failures_inside_the_window_only() -> None:
     assert guard.retry_after("a", 12) == 60 and guard.retry_after("a", 71) == 1
     assert guard.retry_after("b", 12) is None and guard.retry_after(None, 12) is None
     assert guard.retry_after("a", 72) is None  # the lockout ended (and is forgotten)
-    assert not guard.active and not guard.failed("a", 73)  # counting starts afresh
+    assert guard.locked() == 0 and not guard.failed("a", 73)  # counting starts afresh
 
 
 def test_a_disabled_guard_never_locks_and_memory_stays_bounded() -> None:
