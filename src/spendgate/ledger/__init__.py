@@ -7,6 +7,7 @@ scale) and :meth:`~UsageStore.record` :class:`UsageEvent` objects. See ``docs/le
 from spendgate.ledger import _alerts_schema  # noqa: F401  (registers the alert tables on the metadata)
 from spendgate.ledger._adjustments import AdjustmentRecord, CostAdjustment
 from spendgate.ledger._audit import AuditVerification, verify_audit_chain
+from spendgate.ledger._backup import BackupReport, backup_ledger, restore_ledger
 from spendgate.ledger._control import AuditEntry, ControlStore, Crossing, QueuedRequest
 from spendgate.ledger._engine import Durability
 from spendgate.ledger._event import RecordResult, StoredEvent, UsageEvent
@@ -21,10 +22,10 @@ from spendgate.ledger._schema import Money
 from spendgate.ledger._store import UsageStore, open_store
 
 __all__ = [
-    "AuditVerification",
-    "verify_audit_chain",
     "AdjustmentRecord",
     "AuditEntry",
+    "AuditVerification",
+    "BackupReport",
     "ControlStore",
     "CostAdjustment",
     "Crossing",
@@ -49,8 +50,11 @@ __all__ = [
     "UsageStore",
     "UsageSummary",
     "apply_retention",
+    "backup_ledger",
     "open_store",
     "read_watermark",
     "restore_archive",
+    "restore_ledger",
     "upgrade",
+    "verify_audit_chain",
 ]
