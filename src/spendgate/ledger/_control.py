@@ -23,6 +23,9 @@ from spendgate.ledger._engine import LedgerEngine
 from spendgate.ledger._schema import audit_log, control_objects, request_queue, threshold_crossings
 from spendgate.ledger._validate import check_aware, check_json_object, check_text, dump_json
 
+#: The audit body of a change made while erasing personal data.
+_REDACTED = {"redacted": "personal data erased"}
+
 __all__ = ["AuditEntry", "ControlStore", "Crossing", "QueuedRequest", "SqlControlStore"]
 
 QUEUE_STATUSES = ("queued", "running", "done", "failed", "expired")
@@ -72,14 +75,21 @@ class ControlStore(Protocol):
     """Shared control-plane state. Implementations are thread-safe."""
 
     def put(
-        self, kind: str, object_id: str, body: Mapping[str, Any], *, actor: str = "system", create_only: bool = False
+        self,
+        kind: str,
+        object_id: str,
+        body: Mapping[str, Any],
+        *,
+        actor: str = "system",
+        create_only: bool = False,
+        audit_as: str | None = None,
     ) -> bool: ...
 
     def get(self, kind: str, object_id: str) -> dict[str, Any] | None: ...
 
     def list_objects(self, kind: str) -> list[dict[str, Any]]: ...
 
-    def delete(self, kind: str, object_id: str, *, actor: str = "system") -> bool: ...
+    def delete(self, kind: str, object_id: str, *, actor: str = "system", audit_as: str | None = None) -> bool: ...
 
     def record_crossing(
         self, limit_id: str, window_key: str, threshold: str, crossed_at: datetime, body: Mapping[str, Any]
@@ -127,9 +137,17 @@ class SqlControlStore:
     # -- objects ---------------------------------------------------------------------------------
 
     def put(
-        self, kind: str, object_id: str, body: Mapping[str, Any], *, actor: str = "system", create_only: bool = False
+        self,
+        kind: str,
+        object_id: str,
+        body: Mapping[str, Any],
+        *,
+        actor: str = "system",
+        create_only: bool = False,
+        audit_as: str | None = None,
     ) -> bool:
-        """Create or replace one object; returns True when it was created. ``create_only`` refuses a replace."""
+        """Create or replace one object; returns True when it was created. ``create_only`` refuses a replace.
+        ``audit_as`` (erasing personal data): the audit entry names ``<kind>:<audit_as>`` and keeps no bodies."""
         row = {
             "kind": _kind(kind),
             "id": check_text("id", object_id, 200),
@@ -154,9 +172,11 @@ class SqlControlStore:
                 )
             action = f"{kind}.create" if existing is None else f"{kind}.update"
             before = None if existing is None else json.loads(existing)
-            self._audit(
-                conn, actor, action, f"{kind}:{object_id}", {"before": before, "after": json.loads(row["body"])}
-            )
+            if audit_as is None:
+                change = {"before": before, "after": json.loads(row["body"])}
+                self._audit(conn, actor, action, f"{kind}:{object_id}", change)
+            else:
+                self._audit(conn, actor, action, f"{kind}:{audit_as}", _REDACTED)
             return existing is None
 
         return self._engine.write(f"save a {kind} to", work)
@@ -174,7 +194,8 @@ class SqlControlStore:
             bodies = conn.execute(sa.select(t.c.body).where(t.c.kind == kind).order_by(t.c.created_at, t.c.id))
             return [dict(json.loads(body)) for body in bodies.scalars()]
 
-    def delete(self, kind: str, object_id: str, *, actor: str = "system") -> bool:
+    def delete(self, kind: str, object_id: str, *, actor: str = "system", audit_as: str | None = None) -> bool:
+        """Delete one object; False when there was none. ``audit_as``: as for :meth:`put`."""
         t = control_objects
 
         def work(conn: sa.Connection) -> bool:
@@ -183,7 +204,10 @@ class SqlControlStore:
             if existing is None:
                 return False
             conn.execute(sa.delete(t).where(cond))
-            self._audit(conn, actor, f"{kind}.delete", f"{kind}:{object_id}", {"before": json.loads(existing)})
+            if audit_as is None:
+                self._audit(conn, actor, f"{kind}.delete", f"{kind}:{object_id}", {"before": json.loads(existing)})
+            else:
+                self._audit(conn, actor, f"{kind}.delete", f"{kind}:{audit_as}", _REDACTED)
             return True
 
         return self._engine.write(f"delete a {kind} from", work)

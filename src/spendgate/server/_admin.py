@@ -17,6 +17,7 @@ from spendgate.server import (
     _adm_keys,
     _adm_limits,
     _adm_prices,
+    _adm_privacy,
     _adm_teams,
     _adm_usage,
     _adm_users,
@@ -26,6 +27,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1")
 _MODULES = (_adm_users, _adm_teams, _adm_keys, _adm_limits, _adm_controls, _adm_prices, _adm_usage, _adm_insights,
-            _adm_audit, _adm_alerts, _adm_analytics)  # fmt: skip
+            _adm_audit, _adm_alerts, _adm_analytics, _adm_privacy)  # fmt: skip
 for _module in _MODULES:
     router.include_router(_module.router)
