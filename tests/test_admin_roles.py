@@ -112,6 +112,7 @@ ROWS = [
     Row("GET", f"{U}/budgets/status", f"{U}/budgets/status", 403, 200, 200, params={"user_id": "bob"}),
     Row("GET", f"{U}/audit", f"{U}/audit", 403, 403, 200),
     Row("GET", f"{U}/audit/verify", f"{U}/audit/verify", 403, 403, 200),
+    Row("GET", f"{U}/me", f"{U}/me", 200, 200, 200),
     Row("POST", f"{U}/authorize", f"{U}/authorize", 200, 403, 200, {"provider": "openai", "model": "gpt-4o"}),
     Row("POST", f"{U}/settle", f"{U}/settle", 404, 403, 404, {"reservation_id": "rsv_x", "usage": {}}),
     Row("POST", f"{U}/release", f"{U}/release", 404, 403, 404, {"reservation_id": "rsv_x"}),

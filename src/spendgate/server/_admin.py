@@ -16,6 +16,7 @@ from spendgate.server import (
     _adm_insights,
     _adm_keys,
     _adm_limits,
+    _adm_me,
     _adm_prices,
     _adm_privacy,
     _adm_teams,
@@ -26,7 +27,7 @@ from spendgate.server import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1")
-_MODULES = (_adm_users, _adm_teams, _adm_keys, _adm_limits, _adm_controls, _adm_prices, _adm_usage, _adm_insights,
-            _adm_audit, _adm_alerts, _adm_analytics, _adm_privacy)  # fmt: skip
+_MODULES = (_adm_me, _adm_users, _adm_teams, _adm_keys, _adm_limits, _adm_controls, _adm_prices, _adm_usage,
+            _adm_insights, _adm_audit, _adm_alerts, _adm_analytics, _adm_privacy)  # fmt: skip
 for _module in _MODULES:
     router.include_router(_module.router)

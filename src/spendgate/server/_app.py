@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from spendgate.clock import Clock
 from spendgate.meter import Meter
-from spendgate.server import _admin, _gateway, _health, _metering, _metrics
+from spendgate.server import _admin, _dashboard, _gateway, _health, _metering, _metrics
 from spendgate.server._deps import Services
 from spendgate.server._errors import install_error_handlers
 from spendgate.server._gw_asgi import GatewayFastPath
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, *, meter: Meter | None = None, 
     app.include_router(_metering.router)
     app.include_router(_admin.router)
     app.include_router(_metrics.router)
+    _dashboard.install(app)
     return app
 
 
