@@ -251,6 +251,11 @@ class Settings(BaseSettings):
     auth_lockout_s: float = Field(
         default=300.0, ge=0, description="How long a locked-out address gets 429 on every request."
     )
+    encryption_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated Fernet keys (SPENDGATE_ENCRYPTION_KEYS) that encrypt users' names and emails"
+        " at rest; the first encrypts, all decrypt (rotation). `spendgate encryption new-key` makes one.",
+    )
     master_key: SecretStr | None = Field(
         default=None, description="Bootstrap admin key for the service (SPENDGATE_MASTER_KEY); at least 16 characters."
     )
@@ -276,6 +281,21 @@ class Settings(BaseSettings):
             upstreams[provider] = current.model_copy(update={"base_url": url.rstrip("/")})
         object.__setattr__(self, "upstreams", upstreams)
         return self
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _encryption_keys_valid(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None  # set but empty: no encryption
+        if value is not None:
+            from spendgate._pii import FieldCipher
+            from spendgate.errors import ConfigurationError
+
+            try:
+                FieldCipher.from_text(value.get_secret_value())
+            except ConfigurationError as error:
+                raise ValueError(str(error)) from None
+        return value
 
     @field_validator("master_key")
     @classmethod

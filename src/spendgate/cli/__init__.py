@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from spendgate.cli import _audit, _backup, _budgets, _insights, _keys, _ledger, _prices, _retention, _serve
+from spendgate.cli import _audit, _backup, _budgets, _encryption, _insights, _keys, _ledger, _prices, _retention, _serve
 
 __all__ = ["app", "main"]
 
@@ -24,6 +24,7 @@ _insights.register(app)
 _retention.register(app)
 _audit.register(app)
 _backup.register(app)
+_encryption.register(app)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from spendgate._pii import FieldCipher
 from spendgate.clock import Clock
 from spendgate.meter import Meter
 from spendgate.server import _admin, _dashboard, _gateway, _health, _metering, _metrics
@@ -41,7 +42,8 @@ def create_app(settings: Settings | None = None, *, meter: Meter | None = None, 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = meter is None
         m = meter or Meter(settings=settings, clock=clock)
-        svc = Services(settings=settings, meter=m, identity=IdentityStore(m.store.control, m.clock))
+        cipher = FieldCipher.from_secret(settings.encryption_keys)
+        svc = Services(settings=settings, meter=m, identity=IdentityStore(m.store.control, m.clock, cipher=cipher))
         app.state.services = svc
         app.state.metrics = metrics = MetricsState()
         m.on_event = metrics.requests.observe_event

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from spendgate._pii import FieldCipher
 from spendgate.clock import Clock
 from spendgate.errors import InvalidUsageError
 from spendgate.ledger import ControlStore
@@ -118,9 +119,13 @@ class Principal:
 class IdentityStore:
     """Users, teams and keys as control objects (kinds ``user``, ``team``, ``api_key``); every change audited."""
 
-    def __init__(self, control: ControlStore, clock: Clock, *, cache_s: float = 5.0) -> None:
+    def __init__(
+        self, control: ControlStore, clock: Clock, *, cache_s: float = 5.0, cipher: FieldCipher | None = None
+    ) -> None:
         self.control = control
         self.clock = clock
+        self.cipher = cipher or FieldCipher()
+        """Seals users' personal fields at rest (``Settings.encryption_keys``); without keys, stores them as given."""
         self.cache_s = cache_s
         """How long a verified key is trusted without reading the database again (a revocation made by
         another replica takes effect within this time; one made here, at once)."""
@@ -130,16 +135,28 @@ class IdentityStore:
 
     def put_user(self, user: User, *, actor: str, create: bool = False) -> User:
         stamped = user if user.created_at else replace(user, created_at=self.clock.now().isoformat())
-        self.control.put("user", user.user_id, asdict(stamped), actor=actor, create_only=create)
+        self.control.put("user", user.user_id, self.cipher.seal_record(asdict(stamped)), actor=actor,
+                         create_only=create)  # fmt: skip
         self.forget()
         return stamped
 
     def get_user(self, user_id: str) -> User | None:
         body = self.control.get("user", user_id)
-        return None if body is None else User(**body)
+        return None if body is None else User(**self.cipher.open_record(body))
 
     def list_users(self) -> list[User]:
-        return [User(**body) for body in self.control.list_objects("user")]
+        return [User(**self.cipher.open_record(body)) for body in self.control.list_objects("user")]
+
+    def rotate_users(self, *, actor: str) -> int:
+        """Re-seal every user's personal fields with the first key (sealing plain ones); how many changed."""
+        changed = 0
+        for body in self.control.list_objects("user"):
+            rotated = self.cipher.rotate_record(body)
+            if rotated != body:
+                self.control.put("user", body["user_id"], rotated, actor=actor)
+                changed += 1
+        self.forget()
+        return changed
 
     def delete_user(self, user_id: str, *, actor: str) -> bool:
         self.forget()
