@@ -5,16 +5,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from spendgate import Meter, Settings
+from ledger_fixtures import make_event
+from spendgate import Meter, Settings, Usage
 from spendgate.analytics import Analytics, list_anomalies, pending
 from spendgate.server._jobs import (
     ALERTING,
     ANALYTICS_REFRESH,
     ANOMALIES,
+    RECONCILE,
     RETENTION,
     Scheduler,
     standard_jobs,
@@ -123,10 +126,10 @@ def test_retention_job_archives_and_deletes(meter: Meter, tmp_path: Path) -> Non
     _calls(meter, T0 - timedelta(days=1), 2)
     scheduler = Scheduler(meter.clock)
     standard_jobs(scheduler, meter.settings, meter)
-    assert [s.name for s in scheduler.status()] == [ALERTING, ANALYTICS_REFRESH, ANOMALIES, RETENTION]
+    assert [s.name for s in scheduler.status()] == [ALERTING, ANALYTICS_REFRESH, ANOMALIES, RECONCILE, RETENTION]
     scheduler = Scheduler(meter.clock)  # without the periodic refresh: retention must drain the queue itself
     standard_jobs(scheduler, meter.settings.model_copy(update={"analytics_refresh_s": 0}), meter)
-    assert scheduler.run_pending(T0 + timedelta(minutes=5)) == [ALERTING, ANOMALIES, RETENTION]
+    assert scheduler.run_pending(T0 + timedelta(minutes=5)) == [ALERTING, ANOMALIES, RECONCILE, RETENTION]
     assert all(s.healthy for s in scheduler.status())
     assert meter.store.count() == 2
     assert len(list((tmp_path / "archive").glob("usage-*.jsonl.gz"))) == 1
@@ -140,7 +143,8 @@ def test_anomaly_job_detects_the_hours_since_its_last_run(meter: Meter) -> None:
     for days in range(1, 8):
         _calls(meter, spike - timedelta(days=days), 30)
     _calls(meter, spike, 200)
-    off = {"retention_interval_s": 0, "analytics_refresh_s": 0, "alerting": {"enabled": False}}
+    off = {"retention_interval_s": 0, "analytics_refresh_s": 0, "alerting": {"enabled": False},
+           "reconcile_interval_s": 0}  # fmt: skip
     settings = meter.settings.model_copy(update=off)
     scheduler = Scheduler(meter.clock)
     standard_jobs(scheduler, settings, meter)
@@ -156,7 +160,7 @@ def test_anomaly_job_detects_the_hours_since_its_last_run(meter: Meter) -> None:
 def test_start_jobs_registers_and_stops(meter: Meter) -> None:
     scheduler = start_jobs(meter.settings, meter, tick_s=60)
     try:
-        assert [s.name for s in scheduler.status()] == [ALERTING, ANALYTICS_REFRESH, ANOMALIES, RETENTION]
+        assert [s.name for s in scheduler.status()] == [ALERTING, ANALYTICS_REFRESH, ANOMALIES, RECONCILE, RETENTION]
     finally:
         scheduler.stop()
 
@@ -169,3 +173,18 @@ def test_alerting_settings_are_checked_and_disable_the_job(meter: Meter) -> None
     scheduler = Scheduler(meter.clock)
     standard_jobs(scheduler, meter.settings.model_copy(update={"alerting": {"interval_s": 0}}), meter)
     assert ALERTING not in [s.name for s in scheduler.status()]
+
+
+def test_reconcile_job_corrects_a_counter_that_drifted_from_the_ledger(meter: Meter) -> None:
+    meter.set_limit(scope="user", scope_id="ann", metric="requests", period="day", amount=Decimal(100))
+    decision = meter.authorize(user_id="ann", provider="openai", model="gpt-4o", input_tokens=10, max_tokens=10)
+    meter.settle(decision, Usage(input_tokens=10, output_tokens=10))
+    meter.store.record(make_event(user_id="ann", timestamp=T0))  # written around the counters: drift of 1
+    only = {"retention_interval_s": 0, "analytics_refresh_s": 0, "anomaly_interval_s": 0,
+            "alerting": {"enabled": False}}  # fmt: skip
+    scheduler = Scheduler(meter.clock)
+    standard_jobs(scheduler, meter.settings.model_copy(update=only), meter)
+    assert [s.name for s in scheduler.status()] == [RECONCILE]
+    assert scheduler.run_pending(T0 + timedelta(minutes=5)) == [RECONCILE]
+    [status] = meter.budget_status(user_id="ann")
+    assert status.spent == 2  # the counter now agrees with the ledger

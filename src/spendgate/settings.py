@@ -224,6 +224,12 @@ class Settings(BaseSettings):
     anomaly_interval_s: float = Field(
         default=3_600.0, ge=0, description="How often the service detects anomalies; 0 disables the job."
     )
+    reconcile_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How often the service compares live budget counters with the ledger and corrects drift"
+        " (Meter.reconcile); 0 disables the job.",
+    )
     anomaly_config: dict[str, Any] = Field(
         default_factory=dict, description="AnomalyConfig fields, e.g. {'cost_ratio': '2.5', 'min_requests': 50}."
     )

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -56,6 +57,12 @@ def _profile(svc: Services, user_id: str) -> dict[str, Any]:
     }
 
 
+def _attachment(name: str) -> str:
+    """A Content-Disposition for ``name`` (any characters: an ASCII fallback plus the RFC 5987 form)."""
+    ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 def _document(svc: Services, user_id: str) -> Iterator[str]:
     head = json.dumps(_profile(svc, user_id), default=str, indent=None)
     yield head[:-1] + ', "events": '
@@ -76,7 +83,7 @@ def export_user(user_id: str, principal: Caller, svc: ServicesDep) -> StreamingR
     return StreamingResponse(
         _document(svc, user_id),
         media_type="application/json",
-        headers={"Content-Disposition": f'attachment; filename="spendgate-user-{user_id}.json"'},
+        headers={"Content-Disposition": _attachment(f"spendgate-user-{user_id}.json")},
     )
 
 

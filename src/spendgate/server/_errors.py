@@ -44,6 +44,10 @@ def _json(status: int, body: dict[str, Any], headers: Mapping[str, str] | None =
     return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
+_UNPARSABLE = "There was an error parsing the body"
+_UNPARSABLE_CLEAR = "the body could not be read as JSON: it is not UTF-8 text, or it is nested too deeply"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
@@ -52,6 +56,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":  # loc is ("body", <character position>), not a field
+            where = first.get("loc", ("body", "?"))[-1]
+            reason = (first.get("ctx") or {}).get("error", "invalid JSON")
+            return _json(400, error_body("invalid_request_error", f"the body is not valid JSON: {reason} (at character"
+                                         f" {where})", field="body"))  # fmt: skip
         location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
         field = ".".join(location) or None
         message = str(first.get("msg", "invalid request"))
@@ -90,4 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {401: "authentication_error", 403: "permission_error", 404: "not_found", 405: "method_not_allowed"}
+        if exc.status_code == 400 and exc.detail == _UNPARSABLE:  # FastAPI's words for a body json could not read
+            body = error_body("invalid_request_error", _UNPARSABLE_CLEAR, field="body")
+            return _json(400, body, exc.headers)
         return _json(exc.status_code, error_body(kind.get(exc.status_code, "http_error"), str(exc.detail)), exc.headers)

@@ -38,8 +38,8 @@ async def read_json(request: Request) -> tuple[dict[str, Any], bytes]:
     raw = await request.body()
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise _bad("body", "is not valid JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
+        raise _bad("body", "is not valid JSON (UTF-8 text, nested at most ~1000 levels)") from None
     if not isinstance(body, dict):
         raise _bad("body", f"must be a JSON object, got {type(body).__name__}")
     return body, raw

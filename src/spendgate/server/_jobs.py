@@ -34,6 +34,7 @@ __all__ = [
     "ALERTING",
     "ANALYTICS_REFRESH",
     "ANOMALIES",
+    "RECONCILE",
     "RETENTION",
     "JobStatus",
     "Scheduler",
@@ -48,6 +49,7 @@ ANOMALIES = "anomalies"
 #: The name to register the analytics cubes' refresh under.
 ANALYTICS_REFRESH = "analytics-refresh"
 ALERTING = "alerting"
+RECONCILE = "reconcile"
 _FIRST_RUN_CAP = timedelta(minutes=5)
 _HOUR = timedelta(hours=1)
 
@@ -224,6 +226,17 @@ def _anomaly_job(settings: Settings, meter: Meter) -> Callable[[datetime], objec
     return run
 
 
+def _reconcile_job(meter: Meter) -> Callable[[datetime], object]:
+    def run(now: datetime) -> object:
+        drifts = meter.reconcile()
+        for drift in drifts:
+            log.warning("budget counter drift on %s: counter %s, ledger %s (%s)", drift.limit_id, drift.counter,
+                        drift.ledger, "corrected" if drift.corrected else "changed meanwhile, left")  # fmt: skip
+        return drifts
+
+    return run
+
+
 def standard_jobs(
     scheduler: Scheduler,
     settings: Settings,
@@ -233,8 +246,9 @@ def standard_jobs(
     prune_aggregates: tuple[Callable[[datetime], int], ...] = (),
     auth_failures: AuthFailures | None = None,
 ) -> None:
-    """Register retention (``retention_interval_s``), anomaly detection (``anomaly_interval_s``), the
-    analytics cubes' refresh (``analytics_refresh_s``) and alerting.
+    """Register retention (``retention_interval_s``), anomaly detection (``anomaly_interval_s``), budget
+    reconciliation (``reconcile_interval_s``: live counters against the ledger, drift corrected and logged),
+    the analytics cubes' refresh (``analytics_refresh_s``) and alerting.
 
     Retention prunes anomalies, cube rows, resolved alerts and failed-authentication counts with the
     aggregates, then each of ``prune_aggregates``; ``before_delete`` runs before raw events are deleted.
@@ -245,6 +259,7 @@ def standard_jobs(
     scheduler.add(RETENTION, settings.retention_interval_s,
                   _retention_job(settings, meter, before_delete, prune_aggregates))  # fmt: skip
     scheduler.add(ANOMALIES, settings.anomaly_interval_s, _anomaly_job(settings, meter))
+    scheduler.add(RECONCILE, settings.reconcile_interval_s, _reconcile_job(meter))
     refresh = RefreshJob(meter.store)
     scheduler.add(ANALYTICS_REFRESH, settings.analytics_refresh_s, lambda now: refresh())
     alerting = alerting_config_of(settings)
