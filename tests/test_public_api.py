@@ -19,6 +19,7 @@ PACKAGES = [
     "spendgate.budgets",
     "spendgate.integrations",
     "spendgate.server",
+    "spendgate.demo",
 ]
 
 

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from spendgate.cli import _audit, _backup, _budgets, _encryption, _insights, _keys, _ledger, _prices, _retention, _serve
+from spendgate.cli import (
+    _audit,
+    _backup,
+    _budgets,
+    _demo,
+    _encryption,
+    _insights,
+    _keys,
+    _ledger,
+    _prices,
+    _retention,
+    _serve,
+)
 
 __all__ = ["app", "main"]
 
@@ -22,6 +34,7 @@ _serve.register(app)
 _keys.register(app)
 _insights.register(app)
 _retention.register(app)
+_demo.register(app)
 _audit.register(app)
 _backup.register(app)
 _encryption.register(app)
