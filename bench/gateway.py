@@ -126,13 +126,20 @@ def gateway_env(fake: FakeUpstream, tmp: Path) -> dict[str, str]:
     }
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) a process has used so far, from /proc (None where there is no /proc)."""
+def cpu_times(pid: int) -> tuple[float, float] | None:
+    """CPU time (user, system) a process has used so far, from /proc (None where there is no /proc)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far (None where there is no /proc)."""
+    times = cpu_times(pid)
+    return None if times is None else sum(times)
 
 
 def measure(
@@ -141,14 +148,17 @@ def measure(
     """Warm up, then wrk at ``connections`` and at 1 connection; also how many requests were answered.
 
     With ``pid`` (the server's process), the loaded run also reports that process's CPU time per request
-    (``cpu_us_per_request``): steadier than requests per second on a machine shared with other work.
+    (``cpu_us_per_request``, of which ``cpu_system_us_per_request`` in the kernel): steadier than requests
+    per second on a machine shared with other work.
     """
     warm = wrk(url, key, WARMUP_S, min(8, connections))
-    before = cpu_seconds(pid) if pid is not None else None
+    before = cpu_times(pid) if pid is not None else None
     loaded = wrk(url, key, seconds, connections)
-    after = cpu_seconds(pid) if pid is not None else None
+    after = cpu_times(pid) if pid is not None else None
     if before is not None and after is not None and loaded["requests"]:
-        loaded["cpu_us_per_request"] = round((after - before) * 1e6 / loaded["requests"], 1)
+        user, system = ((a - b) * 1e6 / loaded["requests"] for a, b in zip(after, before, strict=True))
+        loaded["cpu_us_per_request"] = round(user + system, 1)
+        loaded["cpu_system_us_per_request"] = round(system, 1)  # the kernel's part: socket reads and writes
     single = wrk(url, key, max(3, seconds // 2), 1)
     return loaded, single, warm["requests"] + loaded["requests"] + single["requests"]
 

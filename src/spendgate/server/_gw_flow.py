@@ -30,7 +30,15 @@ from spendgate.server._deps import Services
 from spendgate.server._errors import ApiError
 from spendgate.server._gw_cache import CachedResponse
 from spendgate.server._gw_reply import budget_headers, refusal, remaining_after
-from spendgate.server._gw_request import cache_key, check_chat, check_embeddings, check_messages, prompt_hash, read_json
+from spendgate.server._gw_request import (
+    cache_key,
+    check_chat,
+    check_embeddings,
+    check_messages,
+    prompt_hash,
+    read_json,
+    request_headers,
+)
 from spendgate.server._gw_routing import Route, Wire, resolve, upstream_headers, upstream_url
 from spendgate.server._gw_stream import Relay, RelayResponse
 from spendgate.server._gw_upstream import (
@@ -166,7 +174,7 @@ class Exchange:
         self.meter = svc.meter
         self.state = state
         self.request = request
-        self.headers = request.headers
+        self.headers = request_headers(request.scope)
         self.principal = principal
         self.body = body
         self.raw = raw

@@ -23,6 +23,7 @@ __all__ = [
     "check_messages",
     "prompt_hash",
     "read_json",
+    "request_headers",
 ]
 
 #: Parameters that do not change a response's content: left out of the cache key.
@@ -31,6 +32,17 @@ _NOT_CONTENT = frozenset({"stream", "stream_options", "user", "metadata"})
 
 def _bad(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_request_error", f"{field}: {message}", field=field)
+
+
+def request_headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    """An ASGI request's headers by (lower-case) name; of a repeated header the first, as Starlette's
+    ``Headers.get`` answers. Built once per call: each lookup is then a dict lookup, not a scan."""
+    out: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1")
+        if key not in out:
+            out[key] = value.decode("latin-1")
+    return out
 
 
 async def read_json(request: Request) -> tuple[dict[str, Any], bytes]:
@@ -126,9 +138,13 @@ def check_embeddings(body: Mapping[str, Any]) -> None:
         raise _bad("input", "must be a string, an array of strings, a token array or an array of token arrays")
 
 
+#: ``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)``, built once
+#: (``json.dumps`` with options builds a new encoder on every call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def _digest(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL(value).encode()).hexdigest()
 
 
 def cache_key(api: str, body: Mapping[str, Any]) -> str:
