@@ -16,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
+from spendgate._frozen import fast_init
 from spendgate.errors import InvalidUsageError
 
 __all__ = ["MAX_COUNT", "Usage"]
@@ -40,6 +42,12 @@ _INT_FIELDS = (
 )
 
 
+_int_values = attrgetter(*_INT_FIELDS)
+_INT = frozenset({int})
+_NO_SECONDS = Decimal(0)  # the default of the seconds fields (the same object)
+
+
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Usage:
     """Counts one call consumed. All fields default to zero."""
@@ -54,10 +62,22 @@ class Usage:
     input_image_tokens: int = 0
     images: int = 0
     web_searches: int = 0
-    audio_seconds: Decimal = Decimal(0)
-    processing_seconds: Decimal = Decimal(0)
+    audio_seconds: Decimal = _NO_SECONDS
+    processing_seconds: Decimal = _NO_SECONDS
 
     def __post_init__(self) -> None:
+        ints = _int_values(self)
+        if (
+            _INT.issuperset(map(type, ints))
+            and min(ints) >= 0
+            and max(ints) <= MAX_COUNT
+            and self.audio_seconds is _NO_SECONDS
+            and self.processing_seconds is _NO_SECONDS
+            and self.cache_read_tokens + self.cache_write_tokens <= self.input_tokens
+            and self.input_audio_tokens + self.input_image_tokens <= self.input_tokens
+            and self.reasoning_tokens + self.output_audio_tokens <= self.output_tokens
+        ):
+            return  # plain counts in range and no seconds (checked in C, mostly): what the checks below let through
         for name in _INT_FIELDS:
             value = getattr(self, name)
             if type(value) is not int:

@@ -19,7 +19,7 @@ class Metric(StrEnum):
     @property
     def integral(self) -> bool:
         """True for counts (tokens, requests), which must be whole numbers."""
-        return self is not Metric.COST
+        return self is not _COST
 
 
 class Period(StrEnum):
@@ -67,9 +67,12 @@ class Action(StrEnum):
     @property
     def allowed(self) -> bool:
         """True if the call may go ahead now: ALLOW, WARN and DOWNGRADE (with the new model)."""
-        return self in (Action.ALLOW, Action.WARN, Action.DOWNGRADE)
+        return self in _ALLOWED
 
 
+# Members as module constants: an enum class's attribute lookup is slow (~0.3 µs) on the request path.
+_COST = Metric.COST
+_ALLOWED = (Action.ALLOW, Action.WARN, Action.DOWNGRADE)  # a tuple: found by identity, no Enum.__hash__
 _SEVERITY = {action: rank for rank, action in enumerate(Action)}
 
 

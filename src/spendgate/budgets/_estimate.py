@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+from spendgate._frozen import twin
 from spendgate.budgets._check import MAX_AMOUNT, BudgetConfigError, check_aware, check_decimal, check_int, check_text
 from spendgate.budgets._enums import Metric
 from spendgate.budgets._limit import Limit
@@ -16,6 +18,8 @@ __all__ = ["DEFAULT_OUTPUT_CAP", "LimitState", "RequestEstimate", "worst_case_ou
 #: Output tokens assumed for a request that sets no ``max_tokens`` on a model of unknown maximum.
 DEFAULT_OUTPUT_CAP = 4096
 _MAX_TOKENS = 10**12  # check_int's default bound
+# Members as module constants: an enum class's attribute lookup is slow (~0.3 µs) on the request path.
+_COST, _INPUT, _OUTPUT, _TOTAL = Metric.COST, Metric.INPUT_TOKENS, Metric.OUTPUT_TOKENS, Metric.TOTAL_TOKENS
 
 
 def worst_case_output_tokens(max_tokens: int | None, model_max_output: int | None, configured_cap: int = 4096) -> int:
@@ -78,14 +82,14 @@ class RequestEstimate:
             return cls(
                 provider=provider, model=model, cost=cost, input_tokens=input_tokens, output_tokens=output_tokens
             )
-        self = object.__new__(cls)
-        put = object.__setattr__
-        put(self, "provider", provider)
-        put(self, "model", model)
-        put(self, "cost", cost + 0)  # as check_decimal normalises it
-        put(self, "input_tokens", input_tokens)
-        put(self, "output_tokens", output_tokens)
-        return self
+        self: Any = object.__new__(_TWIN if cls is RequestEstimate else twin(cls))  # plain stores, then frozen
+        self.provider = provider
+        self.model = model
+        self.cost = cost + 0  # as check_decimal normalises it
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.__class__ = cls
+        return self  # type: ignore[no-any-return]  # (typing.cast is a call: this is the hot path)
 
     @property
     def requests(self) -> int:
@@ -99,15 +103,18 @@ class RequestEstimate:
 
     def amount(self, metric: Metric) -> Decimal:
         """This request's worst case in ``metric``'s unit."""
-        if metric is Metric.COST:
+        if metric is _COST:
             return self.cost
-        if metric is Metric.INPUT_TOKENS:
+        if metric is _INPUT:
             return Decimal(self.input_tokens)
-        if metric is Metric.OUTPUT_TOKENS:
+        if metric is _OUTPUT:
             return Decimal(self.output_tokens)
-        if metric is Metric.TOTAL_TOKENS:
+        if metric is _TOTAL:
             return Decimal(self.total_tokens)
         return Decimal(1)
+
+
+_TWIN = twin(RequestEstimate)  # plain stores for trusted() (a subclass gets its own twin)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote
 
+from spendgate._frozen import fast_init
 from spendgate.budgets._check import BudgetConfigError
 
 __all__ = ["DIMENSIONS", "RequestContext", "Scope", "as_scope"]
@@ -38,6 +39,7 @@ _ORDER = {name: i for i, name in enumerate(DIMENSIONS)}
 _MAX_ID = 256
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestContext:
     """Who is asking for what: the facts every limit is matched against.

@@ -29,6 +29,8 @@ from spendgate.counters._deadlines import Deadlines
 
 __all__ = ["DEFAULT_SETTLED_TTL_S", "MemoryCounterStore"]
 
+_OK = CounterStatus.OK  # an enum class's attribute lookup is slow (~0.3 µs) on the request path
+
 #: How long a settled marker outlives its hold's TTL: a commit retried within this time is a no-op.
 DEFAULT_SETTLED_TTL_S = 86_400.0
 
@@ -179,12 +181,6 @@ class MemoryCounterStore(BaseCounterStore):
                 break
             del self._holds[oldest]
 
-    def _drop_hold(self, hold_id: str, hold: _Hold) -> None:
-        for key in hold[0]:
-            counter = self._counters.get(key)
-            if counter is not None:
-                counter.unhold(hold_id)
-
     # -- budgets -------------------------------------------------------------------------------------
 
     def _reserve(self, hold_id: str, items: tuple[ReserveItem, ...], *, now: float, ttl_s: float) -> ReserveResult:
@@ -196,7 +192,7 @@ class MemoryCounterStore(BaseCounterStore):
                 if settled:
                     return ReserveResult(CounterStatus.SETTLED, hold_id)
                 if lapses_at > now:
-                    return ReserveResult(CounterStatus.OK, hold_id, lapses_at, already=True)
+                    return ReserveResult(_OK, hold_id, lapses_at, already=True)
             counters = self._counters
             live: list[_Counter] = []
             refusal: Denial | CounterOverflow | None = None  # the first cap or range passed (a missing key wins)
@@ -231,38 +227,43 @@ class MemoryCounterStore(BaseCounterStore):
                     self._counter_expiry.set(item.key, item.expire_at)
             held = tuple([item.key for item in items])
             self._keep_hold(hold_id, (held, expires_at, False, ttl_s + self._settled_ttl_s))
-            return ReserveResult(CounterStatus.OK, hold_id, expires_at)
+            return ReserveResult(_OK, hold_id, expires_at)
 
     def _settle(self, hold_id: str, amounts: dict[str, int], *, now: float) -> CommitResult:
         with self._lock:
             self._begin(now)
             hold = self._holds.get(hold_id)
             if hold is not None and hold[2]:
-                return CommitResult(CounterStatus.OK, hold_id, already=True)
+                return CommitResult(_OK, hold_id, already=True)
             counters = self._counters
             adding: list[tuple[str, int, _Counter]] = []
+            overflow: CounterOverflow | None = None  # raised once every key is known to exist (a missing one wins)
             for key, amount in amounts.items():
                 if amount:
                     counter = counters.get(key)
                     if counter is None:
                         missing = tuple(key for key, amount in amounts.items() if amount and key not in counters)
                         return CommitResult(CounterStatus.NEEDS_INIT, hold_id, needs_init=missing)
+                    if overflow is None and counter.spent + amount > INT64_MAX:
+                        overflow = CounterOverflow(key, amount, counter.spent)
                     adding.append((key, amount, counter))
-            for key, amount, counter in adding:
-                if counter.spent + amount > INT64_MAX:
-                    raise CounterOverflow(key, amount, counter.spent)
+            if overflow is not None:
+                raise overflow
             found = False
             lapses_at, keep_s = now, self._settled_ttl_s
             if hold is not None:
                 _, lapses_at, _, keep_s = hold
                 found = lapses_at > now
-                self._drop_hold(hold_id, hold)
+                for key in hold[0]:  # the hold comes off each of its counters
+                    counter = counters.get(key)
+                    if counter is not None:
+                        counter.unhold(hold_id)
             spent: dict[str, int] = {}
             for key, amount, counter in adding:
                 counter.spent += amount
                 spent[key] = counter.spent
             self._keep_hold(hold_id, ((), lapses_at, True, keep_s))
-            return CommitResult(CounterStatus.OK, hold_id, hold_found=found, spent=spent)
+            return CommitResult(_OK, hold_id, hold_found=found, spent=spent)
 
     def _read(self, keys: tuple[str, ...], *, now: float) -> dict[str, CounterState]:
         with self._lock:

@@ -10,9 +10,11 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
+from spendgate._frozen import fast_init
 from spendgate.errors import InvalidUsageError
 from spendgate.ledger._money import MAX_MONEY
 from spendgate.ledger._validate import (
+    MAX_INT,
     check_aware,
     check_bool,
     check_int,
@@ -60,6 +62,9 @@ TEXT_LIMITS: Mapping[str, int] = {
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _REQUIRED_TEXT = tuple((name, TEXT_LIMITS[name]) for name in ("event_id", "provider", "model"))
+_required_texts = attrgetter("event_id", "provider", "model")
+_SEEN_MAX = 4096  # combinations of optional texts remembered as plain (forgotten all at once beyond it)
+_plain_seen: set[tuple[object, ...]] = set()
 _OPTIONAL_TEXT = tuple((name, TEXT_LIMITS[name]) for name in OPTIONAL_TEXT_FIELDS)
 _optional_texts = attrgetter(*OPTIONAL_TEXT_FIELDS)
 _flags = attrgetter("cost_estimated", "tokens_estimated", "success", "cached")
@@ -68,7 +73,6 @@ _counts = attrgetter("latency_ms", "request_bytes", "response_bytes")
 _COUNTS = ("latency_ms", "request_bytes", "response_bytes")
 _ZERO = Decimal(0)
 _TEXT_TYPES = frozenset({str, type(None)})
-_BOOL = frozenset({bool})
 _SHORT = min(TEXT_LIMITS.values())
 
 
@@ -81,11 +85,27 @@ def _plain_texts(values: tuple[object, ...]) -> bool:
     )
 
 
+def _seen_plain(texts: tuple[object, ...]) -> bool:
+    """:func:`_plain_texts`, remembered for the combinations seen (who, what, how: they repeat from call to call)."""
+    try:
+        if texts in _plain_seen:
+            return True
+    except TypeError:  # an unhashable value: not a plain text anyway
+        return False
+    if not _plain_texts(texts):
+        return False
+    if len(_plain_seen) >= _SEEN_MAX:
+        _plain_seen.clear()
+    _plain_seen.add(texts)
+    return True
+
+
 def _plain_money(value: object) -> bool:
     """True for what :func:`check_money` accepts unchanged: None or a finite Decimal from 0 to MAX_MONEY."""
     return value is None or (type(value) is Decimal and value.is_finite() and _ZERO <= value <= MAX_MONEY)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsageEvent:
     """One metered call: who made it, what it consumed and what it cost.
@@ -138,12 +158,11 @@ class UsageEvent:
         # Each check first asks cheaply whether the value is plainly right, and only then calls the
         # validator, which says what is wrong (or normalizes the value).
         put = object.__setattr__
-        for name, limit in _REQUIRED_TEXT:
-            value = getattr(self, name)
+        for value, (name, limit) in zip(_required_texts(self), _REQUIRED_TEXT, strict=True):
             if type(value) is not str or not value or len(value) > limit:  # the check says what is wrong
                 check_text(name, value, limit)
         texts = _optional_texts(self)
-        if not _plain_texts(texts):
+        if not _seen_plain(texts):
             for value, (name, limit) in zip(texts, _OPTIONAL_TEXT, strict=True):
                 if value is not None and (type(value) is not str or not value or len(value) > limit):
                     check_optional_text(name, value, limit)
@@ -151,8 +170,9 @@ class UsageEvent:
             put(self, "timestamp", check_aware("timestamp", self.timestamp))
         if not isinstance(self.usage, Usage):
             raise InvalidUsageError("usage", f"must be a spendgate.usage.Usage, got {type(self.usage).__name__}")
-        if not _plain_money(self.cost):
-            put(self, "cost", check_money("cost", self.cost))
+        cost = self.cost
+        if cost is not None and not (type(cost) is Decimal and cost.is_finite() and _ZERO <= cost <= MAX_MONEY):
+            put(self, "cost", check_money("cost", cost))
         if not _plain_money(self.cache_savings):
             put(self, "cache_savings", check_money("cache_savings", self.cache_savings))
         if self.currency != "USD" and (not isinstance(self.currency, str) or not _CURRENCY.fullmatch(self.currency)):
@@ -160,12 +180,16 @@ class UsageEvent:
                 "currency", f"must be a three-letter ISO 4217 code like 'USD', got {self.currency!r}"
             )
         flags = _flags(self)
-        if not _BOOL.issuperset(map(type, flags)):
+        cost_estimated, tokens_estimated, success, cached = flags
+        if not (
+            type(cost_estimated) is bool and type(tokens_estimated) is bool and type(success) is bool
+            and type(cached) is bool
+        ):  # fmt: skip
             for value, name in zip(flags, _FLAGS, strict=True):
                 check_bool(name, value)
         for value, name in zip(_counts(self), _COUNTS, strict=True):
-            if value is not None:
-                check_int(name, value)
+            if value is not None and (type(value) is not int or not 0 <= value <= MAX_INT):
+                check_int(name, value)  # says what is wrong (or lets an int subclass in range through)
         if self.status_code is not None:
             check_int("status_code", self.status_code, low=100, high=599)
         tags, metadata = self.tags, self.metadata

@@ -37,10 +37,11 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import compress
-from operator import attrgetter, ne
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from operator import add, attrgetter, ne
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,32 +66,114 @@ _DECIMAL_FIELDS = ("cost", "cache_savings")
 _SPECIAL = frozenset({"usage", "timestamp", "tags", "metadata", *_DECIMAL_FIELDS})
 _PLAIN_FIELDS = tuple(f.name for f in fields(UsageEvent) if f.name not in _SPECIAL)
 _DEFAULTS = {f.name: f.default for f in fields(UsageEvent) if f.name in _PLAIN_FIELDS}
-_PLAIN_DEFAULTS = tuple(_DEFAULTS.get(name) for name in _PLAIN_FIELDS)
-_plain_values = attrgetter(*_PLAIN_FIELDS)
+# The plain fields split in two: those that differ from call to call, and the rest (who, what, how), which
+# repeat for every call of one user on one model: their JSON is worked out once per combination.
+_CALL_FIELDS = ("latency_ms", "prompt_hash", "request_bytes", "response_bytes")  # and event_id
+_SHARED_FIELDS = tuple(name for name in _PLAIN_FIELDS if name not in (*_CALL_FIELDS, "event_id"))
+_SHARED_DEFAULTS = tuple(_DEFAULTS.get(name) for name in _SHARED_FIELDS)
+_call_values = attrgetter(*_CALL_FIELDS)
+_shared_values = attrgetter(*_SHARED_FIELDS)
 _usage_values = attrgetter(*_USAGE_FIELDS)
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_USAGE_KEYS = tuple(f'"{name}":"' for name in _USAGE_FIELDS)
+_NO_MORE = tuple(f.default for f in fields(Usage))[2:]  # every count after input and output tokens at zero
+_quote = encode_basestring_ascii
+_FRAGMENTS_MAX = 4096  # combinations remembered (forgotten all at once beyond it)
+_fragments: dict[tuple[Any, ...], str] = {}
+_seconds: dict[int, str] = {}  # "2026-03-10T12:00:00" by its seconds since the epoch, for the timestamps
+
+
+def _not_json(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder, made once (json.JSONEncoder.encode makes one per call); CPython always has it.
+_c_encoder = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",", False, False, False)
+)
+_py_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def _encode(value: dict[str, Any]) -> str:
+    """Compact, strict JSON (no NaN or infinity) of a JSON-ready dict."""
+    if _c_encoder is None:  # pragma: no cover - CPython always has the C encoder
+        return _py_encoder.encode(value)
+    return "".join(_c_encoder(value, 0))
+
+
+def _shared_json(values: tuple[Any, ...]) -> str:
+    """The JSON members (no braces; "" if none) of the shared fields that are not at their default."""
+    fragment = _fragments.get(values)
+    if fragment is None:
+        chosen = compress(zip(_SHARED_FIELDS, values, strict=True), map(ne, values, _SHARED_DEFAULTS))
+        fragment = _encode(dict(chosen))[1:-1]
+        if len(_fragments) >= _FRAGMENTS_MAX:
+            _fragments.clear()
+        _fragments[values] = fragment
+    return fragment
+
+
+def _isoformat(when: datetime) -> str:
+    """``when.isoformat()``, with the part up to the second worked out once per second (for UTC)."""
+    if when.tzinfo is not UTC or type(when) is not datetime:
+        return when.isoformat()
+    micro = when.microsecond
+    # The whole seconds since the epoch, exactly: the float is within a few 1e-7 s of a whole number.
+    key = round(when.timestamp() - micro / 1e6)
+    second = _seconds.get(key)
+    if second is None:
+        second = when.replace(microsecond=0, tzinfo=None).isoformat()
+        if len(_seconds) >= _FRAGMENTS_MAX:
+            _seconds.clear()
+        _seconds[key] = second
+    return f"{second}.{micro:06d}+00:00" if micro else f"{second}+00:00"
+
+
+def _usage_json(usage: Usage) -> str:
+    """The JSON object of the non-zero counts of ``usage``, each as a string."""
+    counts = _usage_values(usage)
+    if counts[2:] == _NO_MORE:  # input and output tokens only (the common case), in one step
+        inputs, outputs = counts[0], counts[1]
+        if inputs and outputs:
+            return f'{{"input_tokens":"{inputs}","output_tokens":"{outputs}"}}'
+    members = '",'.join(map(add, compress(_USAGE_KEYS, counts), map(str, compress(counts, counts))))
+    return f'{{{members}"}}' if members else "{}"
 
 
 def event_to_json(event: UsageEvent) -> bytes:
     """One line of JSON (newline included) that :func:`event_from_json` turns back into the same event.
 
-    Fields at their default are left out (the hot path serializes one event per settle).
+    Fields at their default are left out. The hot path serializes one event per settle, so the line is
+    put together from parts: the fields shared by the calls of one user on one model are encoded once
+    (see :func:`_shared_json`), and the rest are values whose JSON is plain (digits, ISO timestamps,
+    decimal strings) or strings escaped by the json module's own C function.
     """
-    # compress() and map() filter in C: no Python-level step per field.
-    values = _plain_values(event)
-    out: dict[str, Any] = dict(compress(zip(_PLAIN_FIELDS, values, strict=True), map(ne, values, _PLAIN_DEFAULTS)))
-    counts = _usage_values(event.usage)
-    out["usage"] = dict(zip(compress(_USAGE_FIELDS, counts), map(str, compress(counts, counts)), strict=True))
-    out["timestamp"] = event.timestamp.isoformat()
+    text = (
+        f'{{"event_id":{_quote(event.event_id)},"timestamp":"{_isoformat(event.timestamp)}",'
+        f'"usage":{_usage_json(event.usage)}'
+    )
+    latency_ms, prompt_hash, request_bytes, response_bytes = _call_values(event)
+    if latency_ms is not None:
+        text += f',"latency_ms":{int(latency_ms)}'
+    if prompt_hash is not None:
+        text += f',"prompt_hash":{_quote(prompt_hash)}'
+    if request_bytes is not None:
+        text += f',"request_bytes":{int(request_bytes)}'
+    if response_bytes is not None:
+        text += f',"response_bytes":{int(response_bytes)}'
     if event.cost is not None:
-        out["cost"] = str(event.cost)
+        text += f',"cost":"{event.cost!s}"'
     if event.cache_savings is not None:
-        out["cache_savings"] = str(event.cache_savings)
+        text += f',"cache_savings":"{event.cache_savings!s}"'
     if event.tags:
-        out["tags"] = dict(event.tags)
+        text += ',"tags":' + _encode(dict(event.tags))
     if event.metadata:
-        out["metadata"] = dict(event.metadata)
-    return _encode(out).encode() + b"\n"
+        text += ',"metadata":' + _encode(dict(event.metadata))
+    shared = _shared_json(_shared_values(event))
+    if shared:
+        text += "," + shared
+    return (text + "}\n").encode()
 
 
 def event_from_json(line: bytes) -> UsageEvent:

@@ -19,15 +19,15 @@ from spendgate.budgets import (
     Scope,
 )
 from spendgate.errors import InvalidUsageError
-from spendgate.ledger import Crossing
+from spendgate.ledger import Crossing, UsageEvent
 from spendgate.meter._authorization import Authorization, from_units, to_units
-from spendgate.meter._core import Recorded
+from spendgate.meter._core import Recorded, price_usage
 from spendgate.meter._policy import RULE_PREFIX
 from spendgate.usage import Usage
 
 if TYPE_CHECKING:
     from spendgate.clock import Clock
-    from spendgate.ledger import Journal, UsageEvent, UsageStore
+    from spendgate.ledger import Journal, UsageStore
     from spendgate.meter._governor import Governor
     from spendgate.pricing import CostBreakdown, PriceBook
     from spendgate.settings import Settings
@@ -78,6 +78,17 @@ class Drift:
     corrected: bool
 
 
+#: Event fields a settle or release may pass that the general parsing (``parse_call``) passes on unchanged
+#: and the Meter does not set itself: with only these, the event is built directly (see ``_call_event``).
+_PASSED_FIELDS = frozenset(
+    {
+        "latency_ms", "success", "error_kind", "tokens_estimated", "request_type", "metadata", "cached",
+        "cache_savings", "prompt_hash", "client_ip", "user_agent", "service", "endpoint", "status_code",
+        "request_bytes", "response_bytes",
+    }
+)  # fmt: skip
+
+
 def _scope(scope: str | Scope, scope_id: str | None) -> Scope:
     return scope if isinstance(scope, Scope) else Scope.of(scope, scope_id)
 
@@ -107,6 +118,9 @@ class BudgetMethods:
         raise NotImplementedError  # provided by Meter
 
     def flush(self) -> int:
+        raise NotImplementedError  # provided by Meter
+
+    def monthly_volume(self, provider: str, model: str, at: datetime | None = None) -> int:
         raise NotImplementedError  # provided by Meter
 
     # -- configuration (stored in the ledger database: every process sharing it applies it) ----------
@@ -324,15 +338,8 @@ class BudgetMethods:
         ``cache_available`` says a cached response exists: an exhausted tier budget then answers CACHE_ONLY.
         """
         args = {k: v for k, v in locals().items() if k not in ("self", "reservation_id") and v is not None}
-        ctx = RequestContext(
-            provider=provider,
-            model=model,
-            user_id=user_id,
-            team_id=team_id,
-            api_key_id=api_key_id,
-            session_id=session_id,
-            tier=tier or self.settings.default_tier,
-            tags=dict(tags or {}),
+        ctx = self.governor.context(
+            provider, model, user_id, team_id, api_key_id, session_id, tier or self.settings.default_tier, tags
         )
         if input_tokens is None:
             if messages is None and text is None and tools is None and system is None:
@@ -366,14 +373,67 @@ class BudgetMethods:
             fields["model_used"] = auth.model
         return fields
 
+    def _call_event(
+        self, auth: Authorization, usage: Usage, fields: Mapping[str, Any]
+    ) -> tuple[UsageEvent, CostBreakdown | None]:
+        """What :meth:`_prepare` makes of ``{**self._event_fields(auth), "usage": usage, **fields}``.
+
+        Only for ``fields`` within :data:`_PASSED_FIELDS` (the usual ``latency_ms`` and the like), which
+        the general parsing passes on as they are: the event is built directly, checked by UsageEvent
+        as always, and priced the same way.
+        """
+        provider, model, used = auth.provider, auth.requested_model, auth.model
+        if type(provider) is not str or type(model) is not str or not provider.strip() or not model.strip():
+            for name, value in (("provider", provider), ("model", model)):
+                if not isinstance(value, str) or not value.strip():  # as parse_call() says it
+                    raise InvalidUsageError(name, "must be a non-empty string")
+        model_used = used if used != model or provider != auth.requested_provider else None
+        timestamp = self.clock.now()
+        cost = price_usage(
+            self.prices,
+            self.settings,
+            provider=provider,
+            model=model_used or model,
+            usage=usage,
+            at=timestamp,
+            service_tier=None,
+            batch=False,
+            monthly_volume=self.monthly_volume(provider, model, timestamp),
+        )
+        ctx = auth.ctx
+        event = UsageEvent(
+            event_id=auth.reservation_id,
+            timestamp=timestamp,
+            provider=provider,
+            model=model,
+            usage=usage,
+            cost=None if cost is None else cost.total,
+            currency="USD" if cost is None else cost.currency,
+            price_version=None if cost is None else cost.price_version,
+            cost_estimated=False if cost is None else cost.estimated,
+            user_id=ctx.user_id,
+            team_id=ctx.team_id,
+            api_key_id=ctx.api_key_id,
+            session_id=ctx.session_id,
+            tags=ctx.tags or {},
+            action=auth.action._value_,  # (.value is a slow property)
+            model_used=model_used,
+            **fields,
+        )
+        return event, cost
+
     def _conclude(self, auth: Authorization, call: Mapping[str, Any], *, release: bool) -> Recorded:
-        """Validate and price the event first, then commit the counters, then write the event.
+        """Validate and price the event first, then commit the counters, then write the event."""
+        event, cost = self._prepare(call)
+        return self._write(auth, event, cost, release=release)
+
+    def _write(self, auth: Authorization, event: UsageEvent, cost: CostBreakdown | None, *, release: bool) -> Recorded:
+        """Commit the counters for a validated, priced event, then write the event.
 
         Nothing changes for an event that cannot be right, and each call is priced once. A settle goes
         through the journal when there is one (acknowledged on append); a release always commits to
         the ledger before it returns.
         """
-        event, cost = self._prepare(call)
         already = self.governor.commit(auth, event.usage, None if cost is None else cost.total, release=release)
         if self.journal is not None and not release:
             self.journal.append(event)  # appended even when settled before: a crash may have come in between
@@ -398,6 +458,9 @@ class BudgetMethods:
             )
         if not isinstance(usage, Usage):
             raise InvalidUsageError("usage", f"must be a spendgate.Usage, got {type(usage).__name__}")
+        if _PASSED_FIELDS.issuperset(fields):
+            event, cost = self._call_event(auth, usage, fields)
+            return self._write(auth, event, cost, release=False)
         return self._conclude(auth, {**self._event_fields(auth), "usage": usage, **fields}, release=False)
 
     def release(
@@ -413,9 +476,13 @@ class BudgetMethods:
         auth = authorization
         if not auth.allowed or not auth.reservation_id:
             return None
-        call = {**self._event_fields(auth), "usage": partial_usage or Usage(), **fields,
-                "success": False, "error_kind": error_kind}  # fmt: skip  # a released call failed
-        return self._conclude(auth, call, release=True)
+        failed = {**fields, "success": False, "error_kind": error_kind}  # a released call failed
+        if _PASSED_FIELDS.issuperset(fields) and (partial_usage is None or type(partial_usage) is Usage):
+            event, cost = self._call_event(auth, partial_usage or Usage(), failed)
+            return self._write(auth, event, cost, release=True)
+        return self._conclude(
+            auth, {**self._event_fields(auth), "usage": partial_usage or Usage(), **failed}, release=True
+        )
 
     # -- status -------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from spendgate._frozen import fast_init
 from spendgate.clock import Clock
 from spendgate.errors import InvalidUsageError, UnknownModelError
 from spendgate.ledger import EventFilter, UsageEvent
@@ -18,6 +19,7 @@ from spendgate.usage import Usage
 __all__ = ["Call", "Recorded", "build_event", "make_filter", "new_event_id", "parse_call", "price_usage"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Recorded:
     """What :meth:`Meter.record` did: the event id, whether it was already there, and its cost."""
@@ -47,6 +49,7 @@ _EVENT_FIELDS = frozenset(
 )  # fmt: skip
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Call:
     """One call's facts, parsed and checked, before pricing."""

@@ -5,7 +5,8 @@ a hold on it needs (counter key, window key, amount in force, reservation cap, c
 where the limit's alert thresholds lie in counter units (:func:`crossing_bounds`). With those bounds a
 settle that takes a counter across no threshold (nearly all of them) is told so by two integer
 comparisons (:func:`may_cross`) instead of the exact Decimal test, which still runs whenever a
-threshold might have been crossed.
+threshold might have been crossed. The quiet test itself has integer bounds too (:func:`quiet_bounds`):
+a request whose worst case stays well inside every limit is found quiet without a Decimal.
 """
 
 from __future__ import annotations
@@ -21,13 +22,18 @@ from spendgate.counters import CounterState
 from spendgate.meter._authorization import from_units
 from spendgate.meter._policy import Plan, Slot
 
-__all__ = ["Bounds", "Lane", "Lanes", "binding", "crossing_bounds", "may_cross"]
+__all__ = ["Bounds", "Lane", "Lanes", "QuietBound", "binding", "crossing_bounds", "may_cross", "quiet_bounds"]
 
 Bounds = tuple[tuple[int, ...], tuple[int, ...]]
 """Per alert threshold ``t`` (ascending): a lower and an upper bound, in counter units, of ``t * amount``."""
 
 _ZERO = Decimal(0)
 _SCALE = Decimal(10) ** 12
+_FAST_AMOUNT_MAX = Decimal(10) ** 9  # larger amounts (tokens) always take the exact quiet test
+
+QuietBound = tuple[str | None, Metric, int]
+"""A limit's counter key (None: per-request), its metric, and the most ``used + request`` (counter units)
+that is surely quiet."""
 
 
 def crossing_bounds(limit: Limit, amount: Decimal) -> Bounds | None:
@@ -61,6 +67,33 @@ def may_cross(bounds: Bounds, before: int, after: int) -> bool:
     return i < len(lows) and lows[i] <= after
 
 
+def quiet_bounds(plan: Plan) -> tuple[QuietBound, ...] | None:
+    """Integer bounds for the plan's quiet test (None: always take the exact test).
+
+    When every limit of the plan applies (the usual case) and, on each, the counter's spent + reserved
+    plus the request's worst case (rounded up to whole units) stays within its bound, then
+    :meth:`QuietTest.allows` is surely true: each bound lies at least a whole unit inside what that test
+    compares (the ceiling; for an adaptive limit, its warning fraction of the amount), and the test's
+    28-digit arithmetic errs by far less than a unit at these magnitudes. A request outside a bound is
+    not refused: it takes the exact test.
+    """
+    tests = plan.quiet.tests
+    if not tests or len(tests) != len(plan.limits):
+        return None  # no limit applies, or one does not: the exact test handles those
+    out: list[QuietBound] = []
+    with localcontext(prec=200):  # exact: amounts and fractions have few digits
+        for i, metric, amount, policy, ceiling in tests:
+            if not (amount.is_finite() and 0 < amount <= _FAST_AMOUNT_MAX and ceiling.is_finite()):
+                return None
+            scale = _SCALE if metric is Metric.COST else Decimal(1)
+            bound = math.floor(ceiling * scale) - 1  # projected <= ceiling
+            if policy is not None:  # and utilization below the warning fraction
+                bound = min(bound, math.ceil(policy.warning * amount * scale) - 2)
+            slot = plan.slots[i]
+            out.append((None if slot is None else slot.key, metric, bound))
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class Lane:
     """One windowed limit of a plan: what its holds carry, and its counter."""
@@ -83,6 +116,8 @@ class Lanes:
     plan: Plan
     lanes: tuple[Lane, ...]
     slots: tuple[Slot, ...]
+    quiet: tuple[QuietBound, ...] | None
+    """The plan's :func:`quiet_bounds`."""
 
     @classmethod
     def of(cls, plan: Plan) -> Lanes:
@@ -94,7 +129,7 @@ class Lanes:
             slots.append(slot)
             bounds = crossing_bounds(limit, amount)
             lanes.append(Lane(slot.key, limit, slot.window.key, amount, cap, slot.expire_at, limit.metric, bounds))
-        return cls(plan, tuple(lanes), tuple(slots))
+        return cls(plan, tuple(lanes), tuple(slots), quiet_bounds(plan))
 
 
 def binding(plan: Plan, read: Mapping[str, CounterState], estimate: RequestEstimate) -> tuple[Limit, Decimal] | None:

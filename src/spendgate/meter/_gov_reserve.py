@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
+from spendgate._frozen import twin
 from spendgate.budgets import (
     Metric,
     RequestContext,
@@ -27,6 +29,8 @@ from spendgate.meter._policy import (
 
 __all__ = ["Reservations"]
 
+_ITEM_TWIN = twin(ReserveItem)
+
 
 def _reserve_item(key: str, amount: int, cap: int | None, expire_at: float) -> ReserveItem:
     """``ReserveItem(key, amount, cap, expire_at)``, without re-checking what the governor made itself.
@@ -36,13 +40,13 @@ def _reserve_item(key: str, amount: int, cap: int | None, expire_at: float) -> R
     """
     if not (0 <= amount <= INT64_MAX and (cap is None or 0 <= cap <= INT64_MAX)):
         return ReserveItem(key, amount, cap, expire_at)
-    item = object.__new__(ReserveItem)
-    put = object.__setattr__
-    put(item, "key", key)
-    put(item, "amount", amount)
-    put(item, "cap", cap)
-    put(item, "expire_at", expire_at)
-    return item
+    item: Any = object.__new__(_ITEM_TWIN)  # plain stores, then it becomes the frozen ReserveItem
+    item.key = key
+    item.amount = amount
+    item.cap = cap
+    item.expire_at = expire_at
+    item.__class__ = ReserveItem
+    return item  # type: ignore[no-any-return]  # (typing.cast is a call: this is the hot path)
 
 
 class Reservations(LiveState):

@@ -63,7 +63,9 @@ log = logging.getLogger("spendgate.budgets")
 _RESERVE_ATTEMPTS = 4  # one pass may be spent adding the downgrade alternatives
 _NAMES_MAX = 100_000  # (provider, model) pairs remembered as valid
 _LANES_MAX = 10_000  # plans whose lanes are remembered (forgotten all at once beyond it)
+_CONTEXTS_MAX = 10_000  # request contexts remembered (forgotten all at once beyond it)
 _ZERO = Decimal(0)
+_COST, _ALLOW = Metric.COST, Action.ALLOW  # an enum class's attribute lookup is slow (~0.3 µs)
 
 
 def _throttle_key(ctx: RequestContext) -> tuple[str, str]:
@@ -99,8 +101,40 @@ class Governor(Settlement):
         self._cache_options = replace(self.options, cache_available=True)
         self._lanes: dict[int, Lanes] = {}  # by id() of their plan, which they keep alive
         self._lanes_policy: Policy | None = None  # the snapshot whose plans _lanes holds
+        self._contexts: dict[tuple[str | None, ...], RequestContext] = {}
         self.before_read: Callable[[], object] = lambda: None
         """Called before reading the ledger (the Meter flushes its journal there)."""
+
+    # -- contexts ----------------------------------------------------------------------------------
+
+    def context(
+        self,
+        provider: str,
+        model: str,
+        user_id: str | None,
+        team_id: str | None,
+        api_key_id: str | None,
+        session_id: str | None,
+        tier: str | None,
+        tags: Mapping[str, str] | None,
+    ) -> RequestContext:
+        """The :class:`RequestContext` of a request: without tags, one (immutable) object per combination."""
+        if tags:
+            return RequestContext(
+                provider=provider, model=model, user_id=user_id, team_id=team_id, api_key_id=api_key_id,
+                session_id=session_id, tier=tier, tags=tags,
+            )  # fmt: skip
+        key = (provider, model, user_id, team_id, api_key_id, session_id, tier)
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = RequestContext(
+                provider=provider, model=model, user_id=user_id, team_id=team_id, api_key_id=api_key_id,
+                session_id=session_id, tier=tier,
+            )  # fmt: skip
+            if len(self._contexts) >= _CONTEXTS_MAX:
+                self._contexts = {}
+            self._contexts[key] = ctx
+        return ctx
 
     # -- estimates ---------------------------------------------------------------------------------
 
@@ -147,7 +181,43 @@ class Governor(Settlement):
         hold_id = reservation_id or "rsv_" + os.urandom(16).hex()
         policy = self.policy.get(now)
         estimate = self.estimate(ctx.provider, ctx.model, input_tokens, max_tokens)
-        answer = partial(
+        args = {} if args is None else args
+        if estimate is None:
+            if any(limit.metric is Metric.COST for limit in policy.limits_for(ctx)):
+                note = f"no price known for {ctx.provider}/{ctx.model}: its cost limits cannot be enforced"
+                decision = Decision(action=Action.DENY, provider=ctx.provider, model=ctx.model, note=note)
+                return self._answer(ctx, None, hold_id, now, args)(decision=decision)
+            estimate = RequestEstimate(
+                provider=ctx.provider, model=ctx.model, cost=Decimal(0), input_tokens=input_tokens,
+                output_tokens=worst_case_output_tokens(max_tokens, None, self.settings.output_token_cap),
+            )  # fmt: skip
+        try:
+            # The common case first: one counter read shows every limit far from pinching (a quiet ALLOW).
+            plan = self.policy.plan(policy, ctx, now)
+            read, attempts = None, _RESERVE_ATTEMPTS
+            if plan is not None:
+                read = self.counters.read(plan.keys, now=now.timestamp())
+                lanes = self._lanes.get(id(plan))
+                if lanes is None or lanes.plan is not plan:
+                    lanes = self._lanes_of(plan)
+                units: dict[Metric, int] = {}  # the request's worst case in counter units, by metric
+                if self._quiet(lanes, read, estimate, units):
+                    auth = self._allow_quietly(lanes, read, ctx, estimate, hold_id, now, options, args, units)
+                    if auth is not None:
+                        return auth
+                    read, attempts = None, attempts - 1  # a concurrent request took the room: look again
+            answer = self._answer(ctx, estimate, hold_id, now, args)
+            limits = policy.limits_for(ctx)
+            return self._authorize(answer, ctx, policy, estimate, limits, hold_id, now, options, read, attempts)
+        except CounterUnavailable as exc:
+            answer = self._answer(ctx, estimate, hold_id, now, args)
+            return self._counters_down(answer, ctx, policy.limits_for(ctx), exc)
+
+    def _answer(
+        self, ctx: RequestContext, estimate: RequestEstimate | None, hold_id: str, now: datetime, args: dict[str, Any]
+    ) -> Callable[..., Authorization]:
+        """The Authorization of a call from ``ctx``, made once its decision is known (as ``answer(decision=...)``)."""
+        return partial(
             Authorization,
             reservation_id=hold_id,
             ctx=ctx,
@@ -155,32 +225,8 @@ class Governor(Settlement):
             requested_provider=ctx.provider,
             estimate=estimate,
             authorized_at=now,
-            args={} if args is None else args,
+            args=args,
         )
-        if estimate is None:
-            if any(limit.metric is Metric.COST for limit in policy.limits_for(ctx)):
-                note = f"no price known for {ctx.provider}/{ctx.model}: its cost limits cannot be enforced"
-                return answer(decision=Decision(action=Action.DENY, provider=ctx.provider, model=ctx.model, note=note))
-            estimate = RequestEstimate(
-                provider=ctx.provider, model=ctx.model, cost=Decimal(0), input_tokens=input_tokens,
-                output_tokens=worst_case_output_tokens(max_tokens, None, self.settings.output_token_cap),
-            )  # fmt: skip
-            answer = partial(answer, estimate=estimate)
-        try:
-            # The common case first: one counter read shows every limit far from pinching (a quiet ALLOW).
-            plan = self.policy.plan(policy, ctx, now)
-            read, attempts = None, _RESERVE_ATTEMPTS
-            if plan is not None:
-                read = self.counters.read(plan.keys, now=now.timestamp())
-                if self._quiet(plan, read, estimate):
-                    auth = self._allow_quietly(plan, read, answer, ctx, estimate, hold_id, now, options)
-                    if auth is not None:
-                        return auth
-                    read, attempts = None, attempts - 1  # a concurrent request took the room: look again
-            limits = policy.limits_for(ctx)
-            return self._authorize(answer, ctx, policy, estimate, limits, hold_id, now, options, read, attempts)
-        except CounterUnavailable as exc:
-            return self._counters_down(answer, ctx, policy.limits_for(ctx), exc)
 
     def _counters_down(
         self,
@@ -212,37 +258,63 @@ class Governor(Settlement):
 
     # -- the quiet path: a plain ALLOW, explained on demand ---------------------------------------------
 
-    def _quiet(self, plan: Plan, read: Mapping[str, CounterState], estimate: RequestEstimate) -> bool:
-        """True when the figures ``read`` show that decide() would answer a plain ALLOW."""
-        used: list[Decimal] = []
+    def _quiet(
+        self, lanes: Lanes, read: Mapping[str, CounterState], estimate: RequestEstimate, units: dict[Metric, int]
+    ) -> bool:
+        """True when the figures ``read`` show that decide() would answer a plain ALLOW.
+
+        First in integers (see :func:`quiet_bounds`), which settles nearly every request; else exactly.
+        ``units`` collects the request's worst case in counter units (its holds are made of them).
+        """
+        bounds = lanes.quiet
+        if bounds is not None:
+            for key, metric, bound in bounds:
+                held = units.get(metric)
+                if held is None:
+                    held = units[metric] = to_units(metric, estimate.amount(metric), "up")
+                if key is None:
+                    used = 0  # a per-request limit looks at the request alone
+                else:
+                    counter = read[key]
+                    if not counter.initialized:
+                        return False  # cold: the general path loads it
+                    used = counter.spent + counter.reserved
+                if used + held > bound:
+                    break  # not surely quiet: ask exactly
+            else:
+                return True
+        plan = lanes.plan
+        figures: list[Decimal] = []
         for limit, slot in zip(plan.limits, plan.slots, strict=True):
             if slot is None:
-                used.append(_ZERO)  # a per-request limit looks at the request alone
+                figures.append(_ZERO)  # a per-request limit looks at the request alone
                 continue
             counter = read[slot.key]
             metric = limit.metric
             if not counter.initialized or (
-                metric is not Metric.COST and (counter.spent > MAX_AMOUNT or counter.reserved > MAX_AMOUNT)
+                metric is not _COST and (counter.spent > MAX_AMOUNT or counter.reserved > MAX_AMOUNT)
             ):
                 return False  # cold (the general path loads it), or figures a LimitState refuses
-            used.append(from_units(metric, counter.spent + counter.reserved))
-        return plan.quiet.allows(estimate, used)
+            figures.append(from_units(metric, counter.spent + counter.reserved))
+        return plan.quiet.allows(estimate, figures)
 
     def _allow_quietly(
         self,
-        plan: Plan,
+        lanes: Lanes,
         read: Mapping[str, CounterState],
-        answer: Callable[..., Authorization],
         ctx: RequestContext,
         estimate: RequestEstimate,
         hold_id: str,
         now: datetime,
         options: DecisionOptions,
+        args: dict[str, Any],
+        units: dict[Metric, int],
     ) -> Authorization | None:
         """Allow a quiet request: reserve its worst case; None if a concurrent request took the room first.
 
         The decision is the one the general path reaches, built only when someone reads its figures.
         """
+        plan = lanes.plan
         policy = plan.policy
         firsts: dict[int, datetime | None] = {}
         if plan.tracked:
@@ -261,14 +333,10 @@ class Governor(Settlement):
             ]
             return self._decide_fully(policy, ctx, estimate, figures, {}, throttle_attempt, now, options)
 
-        decision = Decision.deferred(action=Action.ALLOW, provider=ctx.provider, model=ctx.model, explain=explain)
+        decision = Decision.deferred(action=_ALLOW, provider=ctx.provider, model=ctx.model, explain=explain)
         rate = self._acquire_rates(policy, ctx, estimate, hold_id, now) if plan.rated else ()
         if isinstance(rate, Authorization):
-            return answer(decision=rate.decision)
-        lanes = self._lanes.get(id(plan))
-        if lanes is None or lanes.plan is not plan:
-            lanes = self._lanes_of(plan)
-        units: dict[Metric, int] = {}
+            return self._answer(ctx, estimate, hold_id, now, args)(decision=rate.decision)
         holds: list[Hold] = []
         items: list[ReserveItem] = []
         for lane in lanes.lanes:
@@ -284,7 +352,9 @@ class Governor(Settlement):
         if self._throttles:
             self._forget_throttle(_throttle_key(ctx))
         quick = partial(binding, plan, read, estimate)
-        return answer(decision=decision, holds=tuple(holds), rate_holds=rate, quick_binding=quick)
+        return Authorization(
+            decision, hold_id, ctx, ctx.model, ctx.provider, estimate, tuple(holds), rate, now, "", args, quick
+        )
 
     def _lanes_of(self, plan: Plan) -> Lanes:
         """Work out the lanes of a new plan; those of another policy snapshot are forgotten first."""
