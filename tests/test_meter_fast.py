@@ -169,3 +169,22 @@ def test_event_checks_done_in_c_still_leave_every_doubt_to_the_validators() -> N
         assert caught.value.field == field
     event = UsageEvent(**base, cost=Decimal("0.5"), tags={}, metadata={})
     assert event.cost == Decimal("0.5") and event.tags == {} and event.metadata == {}
+
+
+def test_the_policy_snapshot_is_kept_until_the_control_store_changes(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'policy.db'}", policy_refresh_s=1)
+    with Meter(settings=settings, clock=clock) as here, Meter(settings=settings, clock=clock) as there:
+        here.set_limit(scope="user", scope_id="ann", metric="cost", period="day", amount=Decimal(1))
+        first = here.governor.policy.get()
+        clock.advance(seconds=5)
+        assert here.governor.policy.get() is first  # stale, checked, unchanged: the same snapshot (and plans)
+        there.set_limit(scope="user", scope_id="bob", metric="cost", period="day", amount=Decimal(2))
+        assert here.governor.policy.get() is first  # not due for a check yet
+        clock.advance(seconds=1)
+        second = here.governor.policy.get()
+        assert second is not first
+        assert {limit.id for limit in second.limits} == {"user:ann|cost|day|UTC", "user:bob|cost|day|UTC"}
+        there.remove_limit("user:ann|cost|day|UTC")
+        clock.advance(seconds=1)
+        assert [limit.id for limit in here.governor.policy.get().limits] == ["user:bob|cost|day|UTC"]

@@ -116,6 +116,11 @@ class ControlStore(Protocol):
 
     def audit(self, actor: str, action: str, target: str, body: Mapping[str, Any]) -> None: ...
 
+    def version(self) -> int:
+        """A number that changes whenever any object changes (the audit log's newest entry: every put
+        and delete writes one in its own transaction)."""
+        ...
+
     def audit_entries(self, *, since: datetime | None = None, limit: int = 1000) -> list[AuditEntry]: ...
 
 
@@ -345,6 +350,12 @@ class SqlControlStore:
     def audit(self, actor: str, action: str, target: str, body: Mapping[str, Any]) -> None:
         """Append one entry to the audit log."""
         self._engine.write("write the audit log of", lambda conn: self._audit(conn, actor, action, target, body))
+
+    def version(self) -> int:
+        """The id of the audit log's newest entry (0 when empty): one indexed read."""
+        t = audit_log
+        with self._engine.transaction("read the audit log of") as conn:
+            return int(conn.execute(sa.select(sa.func.max(t.c.id))).scalar_one() or 0)
 
     def audit_entries(self, *, since: datetime | None = None, limit: int = 1000) -> list[AuditEntry]:
         t = audit_log

@@ -274,7 +274,8 @@ class PolicyCache:
         self._chains = _chains(settings)
         self._lock = threading.Lock()
         self._policy: Policy | None = None
-        self._stale_at: datetime | None = None  # when the snapshot is re-read
+        self._stale_at: datetime | None = None  # when the snapshot is checked for changes
+        self._version = -1  # the control store's version the snapshot was read at
         self._slots: dict[str, Slot] = {}
         self._plans: dict[_CtxKey, tuple[Policy, Plan | None, datetime, datetime]] = {}
 
@@ -286,7 +287,11 @@ class PolicyCache:
             return policy
         with self._lock:
             if self._policy is None or self._stale_at is None or now >= self._stale_at:
-                self._policy = self._load()
+                # One cheap read says whether anything changed; the snapshot (and the plans cached for it)
+                # is kept when nothing did.
+                version = self._control.version()
+                if self._policy is None or version != self._version:
+                    self._policy, self._version = self._load(), version
                 self._stale_at = now + self._refresh
             return self._policy
 
