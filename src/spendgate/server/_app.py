@@ -18,7 +18,7 @@ from spendgate.server._deps import Services
 from spendgate.server._errors import install_error_handlers
 from spendgate.server._gw_asgi import GatewayFastPath
 from spendgate.server._identity import IdentityStore
-from spendgate.server._jobs import start_jobs
+from spendgate.server._jobs import reconcile_now, start_jobs
 from spendgate.server._metrics import MetricsState
 from spendgate.settings import Settings
 
@@ -32,6 +32,13 @@ def _flush_refusals(svc: Services) -> None:
         svc.auth_failures.flush(svc.meter.store)
     except Exception:  # shutting down: a ledger that is gone must not hide the real exit
         log.exception("the failed-authentication counts could not be written at shutdown")
+
+
+def _reconcile_at_start(meter: Meter) -> None:
+    try:
+        reconcile_now(meter)
+    except Exception:  # the counter store may be down at start: serving (fail open or closed) decides, not this
+        log.exception("budget counters could not be reconciled with the ledger at start-up")
 
 
 def create_app(settings: Settings | None = None, *, meter: Meter | None = None, clock: Clock | None = None) -> FastAPI:
@@ -48,6 +55,8 @@ def create_app(settings: Settings | None = None, *, meter: Meter | None = None, 
         app.state.metrics = metrics = MetricsState()
         m.on_event = metrics.requests.observe_event
         m.on_decision = metrics.observe_decision
+        if settings.reconcile_interval_s > 0:
+            _reconcile_at_start(m)
         app.state.jobs = jobs = start_jobs(settings, m, auth_failures=svc.auth_failures)
         try:
             yield

@@ -27,7 +27,7 @@ from spendgate.alerts import AuthFailures, alerting_config_of, alerting_job, pru
 from spendgate.analytics import RefreshJob, detect_anomalies, record_anomalies, retention_hooks
 from spendgate.clock import Clock
 from spendgate.ledger import RetentionPolicy, apply_retention
-from spendgate.meter import Meter
+from spendgate.meter import Drift, Meter
 from spendgate.settings import Settings
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "RETENTION",
     "JobStatus",
     "Scheduler",
+    "reconcile_now",
     "start_jobs",
     "standard_jobs",
 ]
@@ -226,15 +227,19 @@ def _anomaly_job(settings: Settings, meter: Meter) -> Callable[[datetime], objec
     return run
 
 
-def _reconcile_job(meter: Meter) -> Callable[[datetime], object]:
-    def run(now: datetime) -> object:
-        drifts = meter.reconcile()
-        for drift in drifts:
-            log.warning("budget counter drift on %s: counter %s, ledger %s (%s)", drift.limit_id, drift.counter,
-                        drift.ledger, "corrected" if drift.corrected else "changed meanwhile, left")  # fmt: skip
-        return drifts
+def reconcile_now(meter: Meter) -> list[Drift]:
+    """Compare the live budget counters with the ledger once, correct drift and log it. The service runs
+    it at start-up too: a process killed between a settle's counter commit and its ledger write left its
+    counters ahead of the ledger (shared counters, such as Redis, outlive it)."""
+    drifts = meter.reconcile()
+    for drift in drifts:
+        log.warning("budget counter drift on %s: counter %s, ledger %s (%s)", drift.limit_id, drift.counter,
+                    drift.ledger, "corrected" if drift.corrected else "changed meanwhile, left")  # fmt: skip
+    return drifts
 
-    return run
+
+def _reconcile_job(meter: Meter) -> Callable[[datetime], object]:
+    return lambda now: reconcile_now(meter)
 
 
 def standard_jobs(
