@@ -224,6 +224,12 @@ class Settings(BaseSettings):
     anomaly_interval_s: float = Field(
         default=3_600.0, ge=0, description="How often the service detects anomalies; 0 disables the job."
     )
+    ledger_failure_hold_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="After a ledger write fails, refuse gateway calls for this long before forwarding them"
+        " (503 ledger_unavailable) rather than serve them unmetered; 0 keeps forwarding.",
+    )
     reconcile_interval_s: float = Field(
         default=300.0,
         ge=0,

@@ -16,6 +16,7 @@ from spendgate.server._auth_guard import AuthGuard
 from spendgate.server._errors import ApiError
 from spendgate.server._identity import _PREFIX as KEY_PREFIX
 from spendgate.server._identity import IdentityStore, Principal
+from spendgate.server._ledger_guard import LedgerGuard
 from spendgate.settings import Settings
 
 __all__ = ["Admin", "Caller", "Reader", "Services", "ServicesDep", "gateway_caller", "services"]
@@ -32,10 +33,13 @@ class Services:
     """Refused keys, counted for the ``failed_auth`` alert rules (flushed by the alerting job)."""
     auth_guard: AuthGuard = field(init=False)
     """Locks out client addresses that fail authentication too often (``auth_failure_*`` settings)."""
+    ledger_guard: LedgerGuard = field(init=False)
+    """Refuses gateway calls for a while after a ledger write failed (``ledger_failure_hold_s``)."""
 
     def __post_init__(self) -> None:
         s = self.settings
         self.auth_guard = AuthGuard(s.auth_failure_limit, s.auth_failure_window_s, s.auth_lockout_s)
+        self.ledger_guard = LedgerGuard(s.ledger_failure_hold_s)
 
 
 def services(request: Request) -> Services:

@@ -80,8 +80,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return _json(429, {"error": {"type": "budget_exceeded", **exc.authorization.to_dict()}}, headers)
 
     @app.exception_handler(LedgerError)
-    async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
+    async def _ledger(request: Request, exc: LedgerError) -> JSONResponse:
         log.error("ledger unavailable: %s", exc)
+        services = getattr(request.app.state, "services", None)
+        if services is not None:  # the gateway refuses calls for a while rather than serve them unmetered
+            services.ledger_guard.tripped(str(exc))
         return _json(503, error_body("ledger_unavailable", str(exc)), {"Retry-After": "5"})
 
     @app.exception_handler(ConfigurationError)

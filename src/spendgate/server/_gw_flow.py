@@ -151,6 +151,7 @@ async def in_thread(func: Callable[[], T]) -> T:
 
 async def exchange(api: Api, svc: Services, state: GatewayState, request: Request, principal: Principal) -> Response:
     """Answer one gateway call of ``principal`` (already authenticated): read and check the body, then run."""
+    svc.ledger_guard.check()  # the ledger failed a moment ago: refuse before forwarding (docs: _ledger_guard)
     body, raw = await read_json(request)
     api.check(body)
     return await Exchange(api, svc, state, request, principal, body, raw).run()
