@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from spendgate import Meter, Settings, Usage
 from spendgate.budgets import Limit, Metric, Period, Scope, crossed_thresholds
-from spendgate.errors import InvalidUsageError
+from spendgate.errors import InvalidUsageError, LedgerError
 from spendgate.ledger import UsageEvent
 from spendgate.meter import Authorization
 from spendgate.meter._authorization import from_units
@@ -188,3 +188,22 @@ def test_the_policy_snapshot_is_kept_until_the_control_store_changes(tmp_path: P
         there.remove_limit("user:ann|cost|day|UTC")
         clock.advance(seconds=1)
         assert [limit.id for limit in here.governor.policy.get().limits] == ["user:bob|cost|day|UTC"]
+
+
+def test_an_unreachable_ledger_keeps_the_last_policy_in_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(T0)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'policy.db'}", policy_refresh_s=1)
+    with Meter(settings=settings, clock=clock) as meter:
+        meter.set_limit(scope="user", scope_id="ann", metric="cost", period="day", amount=Decimal(1))
+        cache = meter.governor.policy
+        first = cache.get()
+
+        def down() -> int:
+            raise LedgerError("could not read the audit log: connection refused")
+
+        monkeypatch.setattr(meter.store.control, "version", down)
+        clock.advance(seconds=2)
+        assert cache.get() is first  # stale but in force: the counters still hold every limit
+        cache.invalidate()
+        with pytest.raises(LedgerError, match="connection refused"):
+            cache.get()  # nothing read yet: nothing to enforce but an error

@@ -8,6 +8,7 @@ current windows (its limits, their counters and caps: a :class:`Plan`) is worked
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -33,9 +34,12 @@ from spendgate.budgets import (
 )
 from spendgate.clock import Clock
 from spendgate.counters import INT64_MAX
+from spendgate.errors import LedgerError
 from spendgate.ledger import ControlStore, EventFilter
 from spendgate.meter._authorization import to_units
 from spendgate.settings import Settings
+
+log = logging.getLogger("spendgate.budgets")
 
 __all__ = [
     "KEY_MARGIN_S",
@@ -289,9 +293,16 @@ class PolicyCache:
             if self._policy is None or self._stale_at is None or now >= self._stale_at:
                 # One cheap read says whether anything changed; the snapshot (and the plans cached for it)
                 # is kept when nothing did.
-                version = self._control.version()
-                if self._policy is None or version != self._version:
-                    self._policy, self._version = self._load(), version
+                try:
+                    version = self._control.version()
+                    if self._policy is None or version != self._version:
+                        self._policy, self._version = self._load(), version
+                except LedgerError:
+                    if self._policy is None:
+                        raise
+                    # The ledger is unreachable: enforce the last snapshot (the counters still hold every
+                    # limit) and try again after the next interval, rather than fail every call meanwhile.
+                    log.warning("limits could not be re-read from the ledger; the last ones read stay in force")
                 self._stale_at = now + self._refresh
             return self._policy
 
