@@ -122,3 +122,23 @@ def test_counter_store_restart_under_load(tmp_path: Path, private_redis: Private
     assert spent <= LIMIT  # the hard limit held across the outage
     assert spent > LIMIT * 8 / 10  # and traffic went on after the counters came back
     assert status.spent == spent and status.reserved == 0  # rebuilt from the ledger, nothing counted twice
+
+
+def test_a_settle_while_the_counter_store_is_down_is_still_recorded(
+    tmp_path: Path, private_redis: PrivateRedis
+) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'ledger.db'}",
+                        counters_url=f"redis://127.0.0.1:{private_redis.port}/0?socket_timeout=0.5",
+                        journal_dir=None)  # fmt: skip
+    with Meter(settings=settings) as meter:
+        meter.set_limit(scope="user", scope_id="dana", metric="cost", period="day", amount=LIMIT, level="hard")
+        d = meter.authorize(user_id="dana", provider="openai", model="gpt-4o-mini", input_tokens=400, max_tokens=100)
+        assert d.allowed
+        private_redis.kill()  # the call went out; its settle finds the counter store gone
+        recorded = meter.settle(d, USAGE, latency_ms=5, success=True)
+        assert meter.store.get(recorded.event_id) is not None  # the ledger has it all the same
+        refused = meter.authorize(user_id="dana", provider="openai", model="gpt-4o-mini", input_tokens=1, max_tokens=1)
+        assert refused.action is Action.DENY  # and new calls fail closed meanwhile
+        private_redis.start()  # back, empty: the counter is initialized from the ledger, this call included
+        [status] = meter.budget_status(user_id="dana")
+        assert status.spent == meter.store.summary(EventFilter(user_id="dana")).cost > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ from spendgate.budgets import (
     RequestContext,
     Scope,
 )
+from spendgate.counters import CounterUnavailable
 from spendgate.errors import InvalidUsageError
 from spendgate.ledger import Crossing, UsageEvent
 from spendgate.meter._authorization import Authorization, from_units, to_units
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from spendgate.pricing import CostBreakdown, PriceBook
     from spendgate.settings import Settings
     from spendgate.tokens import TokenCounter
+
+log = logging.getLogger("spendgate.budgets")
 
 __all__ = ["MAX_COST_LIMIT", "BudgetMethods", "BudgetStatus", "Drift"]
 
@@ -432,9 +436,16 @@ class BudgetMethods:
 
         Nothing changes for an event that cannot be right, and each call is priced once. A settle goes
         through the journal when there is one (acknowledged on append); a release always commits to
-        the ledger before it returns.
+        the ledger before it returns. A counter store that is down does not stop the event being written.
         """
-        already = self.governor.commit(auth, event.usage, None if cost is None else cost.total, release=release)
+        try:
+            already = self.governor.commit(auth, event.usage, None if cost is None else cost.total, release=release)
+        except CounterUnavailable as exc:
+            # The ledger is the record: the call happened, so its event is written whatever the counters say.
+            # Its hold stays until it lapses (the safe side), and the counters catch up from the ledger
+            # (initialized from it when the store comes back empty; reconciliation otherwise).
+            log.warning("counter store unavailable when settling %s; recorded all the same: %s", event.event_id, exc)
+            already = False
         if self.journal is not None and not release:
             self.journal.append(event)  # appended even when settled before: a crash may have come in between
             duplicate = already
