@@ -12,6 +12,7 @@ import pytest
 
 from ledger_fixtures import make_event
 from spendgate import Meter, Settings, Usage
+from spendgate.alerts import AlertStore
 from spendgate.analytics import Analytics, list_anomalies, pending
 from spendgate.server._jobs import (
     ALERTING,
@@ -20,6 +21,7 @@ from spendgate.server._jobs import (
     RECONCILE,
     RETENTION,
     Scheduler,
+    health_probe,
     standard_jobs,
     start_jobs,
 )
@@ -188,3 +190,26 @@ def test_reconcile_job_corrects_a_counter_that_drifted_from_the_ledger(meter: Me
     assert scheduler.run_pending(T0 + timedelta(minutes=5)) == [RECONCILE]
     [status] = meter.budget_status(user_id="ann")
     assert status.spent == 2  # the counter now agrees with the ledger
+
+
+def test_the_health_probe_names_each_unhealthy_component(meter: Meter, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert health_probe(meter)() == {"ledger": None, "counters": None, "analytics-queue": None}
+    _calls(meter, T0 - timedelta(hours=1), 3)  # queued for the analytics refresh, not refreshed yet
+    assert health_probe(meter, backlog=2)()["analytics-queue"] == "3 events wait for the analytics refresh (over 2)"
+
+    def refused() -> bool:
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(meter.counters, "ping", refused)
+    assert health_probe(meter)()["counters"] == "ConnectionError: connection refused"
+
+
+def test_the_service_alerts_on_an_unhealthy_component(meter: Meter, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(meter.counters, "ping", lambda: False)
+    only = {"retention_interval_s": 0, "analytics_refresh_s": 0, "anomaly_interval_s": 0, "reconcile_interval_s": 0}
+    scheduler = Scheduler(meter.clock)
+    standard_jobs(scheduler, meter.settings.model_copy(update=only), meter)
+    scheduler.run_pending(T0 + timedelta(minutes=5))
+    scheduler.run_pending(T0 + timedelta(minutes=6))  # the default rule wants two rounds in a row
+    fired = AlertStore.of(meter.store).list_alerts(status=("firing",))
+    assert [(a.rule, a.scope) for a in fired] == [("system-health", "component:counters")]

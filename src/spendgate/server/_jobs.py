@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from spendgate.alerts import AuthFailures, alerting_config_of, alerting_job, prune_alerting
-from spendgate.analytics import RefreshJob, detect_anomalies, record_anomalies, retention_hooks
+from spendgate.analytics import RefreshJob, detect_anomalies, pending, record_anomalies, retention_hooks
 from spendgate.clock import Clock
 from spendgate.ledger import RetentionPolicy, apply_retention
 from spendgate.meter import Drift, Meter
@@ -38,6 +38,7 @@ __all__ = [
     "RETENTION",
     "JobStatus",
     "Scheduler",
+    "health_probe",
     "reconcile_now",
     "start_jobs",
     "standard_jobs",
@@ -227,6 +228,37 @@ def _anomaly_job(settings: Settings, meter: Meter) -> Callable[[datetime], objec
     return run
 
 
+#: Events waiting for the analytics refresh beyond which the system-health rule reports a backlog.
+ANALYTICS_BACKLOG = 100_000
+
+
+def _problem(check: Callable[[], str | None]) -> str | None:
+    try:
+        return check()
+    except Exception as error:  # a check that fails is the problem it reports
+        return f"{type(error).__name__}: {error}"
+
+
+def health_probe(meter: Meter, *, backlog: int = ANALYTICS_BACKLOG) -> Callable[[], dict[str, str | None]]:
+    """The probe of the ``system_health`` alert rules: each component's problem, or None when healthy.
+    Checks the ledger (one key lookup), the counter store (a ping) and the analytics queue's backlog."""
+
+    def ledger() -> None:
+        meter.store.get("health-probe")
+
+    def counters() -> str | None:
+        return None if meter.counters.ping() else "the counter store did not answer"
+
+    def analytics() -> str | None:
+        waiting = pending(meter.store).items
+        return None if waiting <= backlog else f"{waiting} events wait for the analytics refresh (over {backlog})"
+
+    def probe() -> dict[str, str | None]:
+        return {"ledger": _problem(ledger), "counters": _problem(counters), "analytics-queue": _problem(analytics)}
+
+    return probe
+
+
 def reconcile_now(meter: Meter) -> list[Drift]:
     """Compare the live budget counters with the ledger once, correct drift and log it. The service runs
     it at start-up too: a process killed between a settle's counter commit and its ledger write left its
@@ -257,7 +289,8 @@ def standard_jobs(
 
     Retention prunes anomalies, cube rows, resolved alerts and failed-authentication counts with the
     aggregates, then each of ``prune_aggregates``; ``before_delete`` runs before raw events are deleted.
-    Each alerting round first flushes the meter and ``auth_failures`` (the refused keys it counted).
+    Each alerting round first flushes the meter and ``auth_failures`` (the refused keys it counted); its
+    ``system_health`` rules read :func:`health_probe`.
     Anomaly detection evaluates the complete hours since its last run
     (the last hour on its first run, at most ``AnomalyConfig.max_hours``) and stores new anomalies.
     """
@@ -275,7 +308,7 @@ def standard_jobs(
             auth_failures.flush(meter.store)
 
     scheduler.add(ALERTING, alerting.interval_s if alerting.enabled else 0,
-                  alerting_job(meter.store, alerting, before=before_round))  # fmt: skip
+                  alerting_job(meter.store, alerting, before=before_round, health=health_probe(meter)))  # fmt: skip
 
 
 def start_jobs(
