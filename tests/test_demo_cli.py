@@ -46,12 +46,21 @@ class Demo:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self.stderr = ""
-        assert self.process.stdout is not None
-        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
+        self._errors: list[str] = []
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True),
+            threading.Thread(target=self._read_errors, args=(self.process.stderr,), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
             self.lines.put(line.rstrip("\n"))
+
+    def _read_errors(self, stream: IO[str]) -> None:
+        self._errors.extend(stream)
 
     def wait_for_banner(self, timeout: float = 120.0) -> dict[str, str]:
         """The dashboard URL and the keys, once printed."""
@@ -75,11 +84,17 @@ class Demo:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
         try:
-            _, self.stderr = self.process.communicate(timeout=60)
+            self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            _, self.stderr = self.process.communicate()
+            self.process.wait()
             pytest.fail("the demo did not stop within 60 s of SIGINT")
+        for reader in self._readers:  # the readers end at the pipes' end: every line printed is read
+            reader.join(timeout=10)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+        self.stderr = "".join(self._errors)
         while not self.lines.empty():
             self.seen.append(self.lines.get())
         return self.process.returncode
