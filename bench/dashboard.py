@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -28,6 +28,9 @@ from spendgate.demo import seed_history
 from spendgate.server import create_app
 from spendgate.settings import Settings
 
+sys.path.insert(0, str(Path(__file__).parent))
+from gateway import free_port
+
 MASTER = "bench-dashboard-master-key-0123"
 PAGES = ("overview", "cost", "users", "budgets")
 RANGES = ("24h", "7d", "30d", "90d")
@@ -35,13 +38,6 @@ _GO = """(target) => {
   if (location.hash === "#" + target) window.dispatchEvent(new HashChangeEvent("hashchange"));
   else location.hash = target;
 }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _render(page: Page, hash_: str) -> float:
@@ -61,7 +57,7 @@ def main() -> None:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         report = seed_history(url, days=args.days)
         settings = Settings(database_url=url, master_key=SecretStr(MASTER), retention_interval_s=0)
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,15 +27,11 @@ import httpx
 
 from spendgate.testing import FakeUpstream
 
+sys.path.insert(0, str(Path(__file__).parent))
+from gateway import free_port, running, wait_ready
+
 MASTER = "soak-master-key-0123456789abcdef"
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _rss_mb(pid: int) -> float:
@@ -57,23 +51,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100, help="calls per second")
     parser.add_argument("--window", type=float, default=30, help="seconds per sample")
     args = parser.parse_args()
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp, FakeUpstream() as fake:
         env = {**os.environ, "SPENDGATE_DATABASE_URL": f"sqlite:///{tmp}/soak.db", "SPENDGATE_JOURNAL_DIR": f"{tmp}/j",
                "SPENDGATE_MASTER_KEY": MASTER, "SPENDGATE_OPENAI_BASE_URL": fake.openai_base_url,
                "OPENAI_API_KEY": "sk-upstream"}  # fmt: skip
         serve = [sys.executable, "-m", "spendgate", "serve", "--port", str(port)]
-        proc = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        admin = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {MASTER}"}, timeout=30)
-        try:
-            for _ in range(200):
-                try:
-                    if admin.get("/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
+        with running(serve, env) as proc, httpx.Client(base_url=base, headers={"Authorization": f"Bearer {MASTER}"},
+                                                       timeout=30) as admin:  # fmt: skip
+            wait_ready(proc, f"{base}/readyz", "the gateway")
             admin.post("/api/v1/users", json={"user_id": "soak"}).raise_for_status()
             key = admin.post("/api/v1/keys", json={"user_id": "soak", "role": "member"}).json()["key"]
             admin.post(
@@ -82,10 +69,6 @@ def main() -> None:
             result = _run(base, key, proc.pid, args)
             time.sleep(3)  # the journal's writer drains its last batch
             summary = admin.get("/api/v1/usage/summary", params={"user_id": "soak"}).json()
-        finally:
-            admin.close()
-            proc.terminate()
-            proc.wait(timeout=30)
     windows = result["windows"]
     steady = windows[1:] if len(windows) > 2 else windows
     rss_growth = (steady[-1]["rss_mb"] - steady[0]["rss_mb"]) / steady[0]["rss_mb"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -19,17 +18,11 @@ import redis
 
 from spendgate import Action, Meter, Settings, Usage
 from spendgate.ledger import EventFilter
+from test_faults_kill import _free_port
 
 LIMIT = Decimal("0.02")  # about 160 calls of gpt-4o-mini at the usage below
 USAGE = Usage(input_tokens=400, output_tokens=100)
 THREADS = 4
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class PrivateRedis:

@@ -26,6 +26,7 @@ class LedgerGuard:
     def __init__(self, hold_s: float) -> None:
         self.hold_s = hold_s
         self._until = 0.0
+        self._reason = ""
         self.trips = 0
         """Times the guard tripped (for tests and /metrics)."""
 
