@@ -36,6 +36,7 @@ LEDGER_TABLES = {
     "alerts",
     "alert_deliveries",
     "auth_failures",
+    "pii_keys",
     VERSION_TABLE,
 }
 
@@ -84,12 +85,12 @@ def test_upgrade_creates_the_schema_and_is_idempotent(fresh_url: str) -> None:
     upgrade(fresh_url)
     tables, revision = inspect(fresh_url)
     assert tables == LEDGER_TABLES
-    assert revision == head_revision() == "0006"
+    assert revision == head_revision() == "0007"
     assert schema_diff(fresh_url) == []  # the migrations build exactly what the metadata describes
     with open_store(fresh_url, create=False) as store:
         store.record(make_event(event_id="kept"))
     upgrade(fresh_url)  # a no-op: data and revision untouched
-    assert inspect(fresh_url) == (LEDGER_TABLES, "0006")
+    assert inspect(fresh_url) == (LEDGER_TABLES, "0007")
     with open_store(fresh_url) as store:
         assert store.get("kept") is not None
 
@@ -113,7 +114,7 @@ def test_concurrent_first_migrations_are_safe(fresh_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert inspect(fresh_url) == (LEDGER_TABLES, "0006")
+    assert inspect(fresh_url) == (LEDGER_TABLES, "0007")
     with open_store(fresh_url) as store:
         assert store.count() == 1
 

@@ -23,15 +23,19 @@ def make_key() -> None:
 
 @encryption_app.command("rotate")
 def rotate(database_url: DatabaseOpt = None) -> None:
-    """Re-encrypt every user's personal fields with the first of SPENDGATE_ENCRYPTION_KEYS (and encrypt plain
-    ones); afterwards the other keys can be dropped."""
+    """Re-wrap every user's own key with the first of SPENDGATE_ENCRYPTION_KEYS and seal personal fields
+    still plain or sealed with a deployment key directly; afterwards the other keys can be dropped."""
     settings = build_settings(database_url)
     if settings.encryption_keys is None:
         raise fail("SPENDGATE_ENCRYPTION_KEYS is not set: nothing to encrypt with", 2)
     cipher = FieldCipher.from_secret(settings.encryption_keys)
     with handle_errors(), Meter(settings=settings) as meter:
-        changed = IdentityStore(meter.store.control, meter.clock, cipher=cipher).rotate_users(actor="cli")
-    stdout.print(f"re-encrypted {changed} users with the first key", highlight=False)
+        identities = IdentityStore(meter.store.control, meter.clock, cipher=cipher)
+        rewrapped = identities.sealer.rewrap_keys()
+        changed = identities.rotate_users(actor="cli")
+    stdout.print(
+        f"re-encrypted {changed} users; re-wrapped {rewrapped} users' keys with the first key", highlight=False
+    )
 
 
 def register(app: typer.Typer) -> None:

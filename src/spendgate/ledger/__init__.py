@@ -4,7 +4,10 @@ Open one with :func:`open_store` (``sqlite:///usage.db`` embedded, ``postgresql+
 scale) and :meth:`~UsageStore.record` :class:`UsageEvent` objects. See ``docs/ledger.md``.
 """
 
-from spendgate.ledger import _alerts_schema  # noqa: F401  (registers the alert tables on the metadata)
+from spendgate.ledger import (
+    _alerts_schema,  # noqa: F401  (registers the alert tables on the metadata)
+    _pii_keys,  # noqa: F401  (registers the personal-data key table on the metadata)
+)
 from spendgate.ledger._adjustments import AdjustmentRecord, CostAdjustment
 from spendgate.ledger._audit import AuditVerification, verify_audit_chain
 from spendgate.ledger._backup import BackupReport, backup_ledger, restore_ledger

@@ -114,6 +114,7 @@ def erase_user(user_id: str, principal: Admin, svc: ServicesDep) -> dict[str, An
             control.put("api_key", key.key_id, asdict(revoked), actor=actor, audit_as=key.key_id)
             keys += 1
     deleted = control.delete("user", user_id, actor=actor, audit_as=alias)
+    shredded = svc.identity.sealer.shred(user_id)  # what older audit entries hold can no longer be opened
     svc.identity.forget()
     result = {
         "pseudonym": alias,
@@ -124,6 +125,7 @@ def erase_user(user_id: str, principal: Admin, svc: ServicesDep) -> dict[str, An
         "limits_removed": len(limits),
         "keys_revoked": keys,
         "user_deleted": deleted,
+        "personal_data_key_destroyed": shredded,
     }
     meter.store.control.audit(actor, "user.erase", f"user:{alias}", result)
     return result

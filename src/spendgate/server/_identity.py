@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from spendgate._pii import FieldCipher
+from spendgate._pii_keyring import UserSealer
 from spendgate.clock import Clock
 from spendgate.errors import InvalidUsageError
 from spendgate.ledger import ControlStore
@@ -126,6 +127,8 @@ class IdentityStore:
         self.clock = clock
         self.cipher = cipher or FieldCipher()
         """Seals users' personal fields at rest (``Settings.encryption_keys``); without keys, stores them as given."""
+        self.sealer = UserSealer(self.cipher, getattr(control, "_engine", None))
+        """Seals them with each user's own key, which erasure destroys (``spendgate._pii_keyring``)."""
         self.cache_s = cache_s
         """How long a verified key is trusted without reading the database again (a revocation made by
         another replica takes effect within this time; one made here, at once)."""
@@ -135,23 +138,24 @@ class IdentityStore:
 
     def put_user(self, user: User, *, actor: str, create: bool = False) -> User:
         stamped = user if user.created_at else replace(user, created_at=self.clock.now().isoformat())
-        self.control.put("user", user.user_id, self.cipher.seal_record(asdict(stamped)), actor=actor,
+        self.control.put("user", user.user_id, self.sealer.seal_record(asdict(stamped)), actor=actor,
                          create_only=create)  # fmt: skip
         self.forget()
         return stamped
 
     def get_user(self, user_id: str) -> User | None:
         body = self.control.get("user", user_id)
-        return None if body is None else User(**self.cipher.open_record(body))
+        return None if body is None else User(**self.sealer.open_record(body))
 
     def list_users(self) -> list[User]:
-        return [User(**self.cipher.open_record(body)) for body in self.control.list_objects("user")]
+        return [User(**self.sealer.open_record(body)) for body in self.control.list_objects("user")]
 
     def rotate_users(self, *, actor: str) -> int:
-        """Re-seal every user's personal fields with the first key (sealing plain ones); how many changed."""
+        """Re-seal every user's personal fields with their own key (sealing plain ones and ones sealed with a
+        deployment key directly); how many users changed. ``sealer.rewrap_keys()`` re-wraps the users' keys."""
         changed = 0
         for body in self.control.list_objects("user"):
-            rotated = self.cipher.rotate_record(body)
+            rotated = self.sealer.seal_record(body)
             if rotated != body:
                 self.control.put("user", body["user_id"], rotated, actor=actor)
                 changed += 1
