@@ -121,3 +121,40 @@ def test_erasure_in_the_ledger_on_each_backend(store: UsageStore) -> None:
     assert [e.client_ip for e in store.iter_events(EventFilter(user_id=first.pseudonym))] == [None] * 5
     assert [e.client_ip for e in store.iter_events(EventFilter(user_id="bob"))] == ["10.0.0.9"] * 5
     assert erase_user_events(store, "ann", first.pseudonym).events == 0  # idempotent
+
+
+def _user_keys(env: Env, path: str, rows: str, field: str = "key", **params: str) -> set[str]:
+    answer = env.call("GET", f"{U}{path}", "admin", params={"since": (T0 - timedelta(days=3)).isoformat(), **params})
+    assert answer.status_code == 200, answer.text
+    return {row[field] for row in answer.json()[rows]}
+
+
+def test_analytics_can_exclude_personal_data_per_request(tmp_path: Path) -> None:
+    with open_env(tmp_path) as env:
+        _traffic(env)
+        plain = _user_keys(env, "/analytics/breakdown", "rows", by="user")
+        assert plain == {"ann", "bob", "cy"}
+        hidden = _user_keys(env, "/analytics/breakdown", "rows", by="user", exclude_pii="true")
+        assert len(hidden) == 3 and all(k.startswith("u-") and len(k) == 18 for k in hidden)
+        assert _user_keys(env, "/analytics/top-users", "rows", exclude_pii="true") == hidden  # stable pseudonyms
+        assert _user_keys(env, "/usage/breakdown", "groups", by="user", exclude_pii="true") == hidden
+        assert _user_keys(env, "/usage/breakdown", "groups", by="team", exclude_pii="true") == {"ml", "ops"}
+        export = env.call("GET", f"{U}/export", "admin", params={"format": "jsonl", "exclude_pii": "true"}).text
+        events = [json.loads(line) for line in export.splitlines()]
+        assert len(events) == 40 and {e["user_id"] for e in events} == hidden
+        assert "10.1.2.3" not in export and "ann-laptop" not in export and "secret project" not in export
+        full = env.call("GET", f"{U}/export", "admin", params={"format": "jsonl"}).text
+        assert "10.1.2.3" in full and {json.loads(line)["user_id"] for line in full.splitlines()} == plain
+        # Totals are the same either way.
+        costs = [env.call("GET", f"{U}/analytics/summary", "admin", params=p).json()["totals"]["cost"]
+                 for p in ({}, {"exclude_pii": "true"})]  # fmt: skip
+        assert costs[0] == costs[1]
+
+
+def test_analytics_exclude_personal_data_for_every_caller_when_configured(tmp_path: Path) -> None:
+    with open_env(tmp_path, analytics_exclude_pii=True) as env:
+        _traffic(env)
+        keys = _user_keys(env, "/analytics/breakdown", "rows", by="user")
+        assert len(keys) == 3 and not keys & {"ann", "bob", "cy"}
+        csv_export = env.call("GET", f"{U}/usage/export", "viewer", params={"format": "csv"}).text
+        assert "ann" not in csv_export and "10.1.2.3" not in csv_export

@@ -249,6 +249,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="AlertingConfig fields (channels, rules for a fresh install, interval_s, ...): see docs/alerts.md.",
     )
+    analytics_exclude_pii: bool = Field(
+        default=False,
+        description="Usage and analytics answers name users by pseudonym and exports leave out client addresses,"
+        " user agents and metadata, for every caller (per request: ?exclude_pii=true).",
+    )
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
     metrics_public: bool = Field(
         default=False, description="Serve /metrics without an API key (otherwise an admin or viewer key)."

@@ -18,7 +18,8 @@ from spendgate.analytics._results import Metric, jsonable
 from spendgate.errors import InvalidUsageError
 from spendgate.server._adm_common import errors
 from spendgate.server._adm_usage import usage_filters
-from spendgate.server._deps import ServicesDep
+from spendgate.server._deps import PiiViewDep, ServicesDep
+from spendgate.server._pii_view import PiiView
 
 __all__ = ["router"]
 
@@ -63,18 +64,22 @@ def analytics_summary(s: ScopeDep) -> dict[str, Any]:
 @router.get("/breakdown", summary="Totals per user, team, key, provider, model, ...", responses=errors(400))
 def analytics_breakdown(
     s: ScopeDep,
+    view: PiiViewDep,
     by: BreakdownBy = "model",
     top: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     order: Order = "cost",
 ) -> dict[str, Any]:
     result: dict[str, Any] = jsonable(s.analytics.breakdown(by, s.since, s.until, s.filters, top=top, order=order))
-    return result
+    return _pseudonymous(result, view) if by == "user" else result
 
 
 @router.get("/top-users", summary="The users who spent the most", responses=errors(400))
-def analytics_top_users(s: ScopeDep, n: Annotated[int, Query(ge=1, le=1000)] = 10) -> dict[str, Any]:
-    result: dict[str, Any] = jsonable(s.analytics.top_users(s.since, s.until, s.filters, n=n))
-    return result
+def analytics_top_users(s: ScopeDep, view: PiiViewDep, n: Annotated[int, Query(ge=1, le=1000)] = 10) -> dict[str, Any]:
+    return _pseudonymous(jsonable(s.analytics.top_users(s.since, s.until, s.filters, n=n)), view)
+
+
+def _pseudonymous(result: dict[str, Any], view: PiiView | None) -> dict[str, Any]:
+    return result if view is None else {**result, "rows": view.keys(result["rows"])}
 
 
 @router.get("/top-models", summary="The most used models (by requests)", responses=errors(400))

@@ -20,7 +20,7 @@ from spendgate.errors import InvalidUsageError
 from spendgate.ledger import MONEY_SCALE, Dimension, Granularity, RollupRow, UsageEvent
 from spendgate.meter import BudgetStatus, write_events
 from spendgate.server._adm_common import aware, errors, money, summary_dict
-from spendgate.server._deps import Caller, Services, ServicesDep, own
+from spendgate.server._deps import Caller, PiiViewDep, Services, ServicesDep, own
 
 __all__ = ["export_chunks", "router"]
 
@@ -115,9 +115,9 @@ def _point(bucket: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/usage/breakdown", summary="Usage grouped by one dimension, most expensive first", responses=errors(400))
-def usage_breakdown(filters: Filters, svc: ServicesDep, by: By = "model") -> dict[str, Any]:
-    groups = svc.meter.report(_DIMENSION[by], **filters)
-    return {"by": by, "groups": [{"key": key, **summary_dict(total)} for key, total in groups]}
+def usage_breakdown(filters: Filters, svc: ServicesDep, view: PiiViewDep, by: By = "model") -> dict[str, Any]:
+    groups = [{"key": key, **summary_dict(total)} for key, total in svc.meter.report(_DIMENSION[by], **filters)]
+    return {"by": by, "groups": view.keys(groups) if view is not None and by == "user" else groups}
 
 
 @router.get(
@@ -240,9 +240,11 @@ def export_chunks(events: Iterator[UsageEvent], fmt: Literal["csv", "json", "jso
     responses={**errors(400), 200: {"content": {media: {} for media in _MEDIA.values()}}},
 )
 def usage_export(
-    filters: Filters, svc: ServicesDep, format: Literal["csv", "json", "jsonl"] = "jsonl"
+    filters: Filters, svc: ServicesDep, view: PiiViewDep, format: Literal["csv", "json", "jsonl"] = "jsonl"
 ) -> StreamingResponse:
     events = svc.meter.events(**filters)
+    if view is not None:
+        events = map(view.event, events)
     name = f"spendgate-usage.{format}"
     return StreamingResponse(
         export_chunks(events, format),

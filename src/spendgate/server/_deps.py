@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, NoReturn
 
 import anyio.to_thread
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from spendgate.alerts import AuthFailures
 from spendgate.meter import Meter
@@ -17,9 +17,20 @@ from spendgate.server._errors import ApiError
 from spendgate.server._identity import _PREFIX as KEY_PREFIX
 from spendgate.server._identity import IdentityStore, Principal
 from spendgate.server._ledger_guard import LedgerGuard
+from spendgate.server._pii_view import PiiView
 from spendgate.settings import Settings
 
-__all__ = ["Admin", "Caller", "Reader", "Services", "ServicesDep", "gateway_caller", "services"]
+__all__ = [
+    "Admin",
+    "Caller",
+    "PiiViewDep",
+    "Reader",
+    "Services",
+    "ServicesDep",
+    "gateway_caller",
+    "pii_view",
+    "services",
+]
 
 
 @dataclass
@@ -35,11 +46,14 @@ class Services:
     """Locks out client addresses that fail authentication too often (``auth_failure_*`` settings)."""
     ledger_guard: LedgerGuard = field(init=False)
     """Refuses gateway calls for a while after a ledger write failed (``ledger_failure_hold_s``)."""
+    pii_view: PiiView = field(init=False)
+    """Pseudonyms for answers that must not identify people (``analytics_exclude_pii``, ``?exclude_pii=``)."""
 
     def __post_init__(self) -> None:
         s = self.settings
         self.auth_guard = AuthGuard(s.auth_failure_limit, s.auth_failure_window_s, s.auth_lockout_s)
         self.ledger_guard = LedgerGuard(s.ledger_failure_hold_s)
+        self.pii_view = PiiView.from_settings(s)
 
 
 def services(request: Request) -> Services:
@@ -48,6 +62,19 @@ def services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(services)]
+
+
+def pii_view(
+    svc: ServicesDep,
+    exclude_pii: Annotated[
+        bool, Query(description="Name users by pseudonym; leave out addresses, user agents and metadata.")
+    ] = False,
+) -> PiiView | None:
+    """The request's :class:`PiiView`, or None to show users as they are (``analytics_exclude_pii`` unset)."""
+    return svc.pii_view if exclude_pii or svc.settings.analytics_exclude_pii else None
+
+
+PiiViewDep = Annotated[PiiView | None, Depends(pii_view)]
 
 
 def _token(request: Request) -> str | None:
