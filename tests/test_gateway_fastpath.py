@@ -22,7 +22,7 @@ from spendgate.server import _app as app_module
 from spendgate.server import _gateway as gateway_module
 from spendgate.server._deps import Services, gateway_caller
 from spendgate.server._errors import ApiError
-from spendgate.server._gw_asgi import GatewayFastPath, _route_path
+from spendgate.server._gw_asgi import ROUTES, _route_path, answer
 from spendgate.server._gw_upstream import TRANSPORT_ERRORS, UpstreamClient, UpstreamFailure, failure_from_exception
 from spendgate.settings import Upstream
 from spendgate.testing import FakeClock, FakeReply, FakeUpstream
@@ -54,9 +54,8 @@ class Service:
         self.sent: list[dict[str, Any]] = []
         self.app = create_app(self.settings, meter=self.meter)
         if not fast_path:
-            kept = [m for m in self.app.user_middleware if m.cls != GatewayFastPath]  # type: ignore[comparison-overlap]
-            assert len(kept) < len(self.app.user_middleware)
-            self.app.user_middleware = kept
+            assert self.app.fast_routes == ROUTES
+            self.app.fast_routes = {}
 
     async def transport(self, method: str, url: str, headers: dict[str, str], content: bytes | None,
                         timeout_s: float) -> Scripted:  # fmt: skip
@@ -134,6 +133,50 @@ def test_the_fast_path_answers_errors_with_the_apps_handlers(service: Service) -
     assert service.sent == []
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_bug_is_answered_500_on_either_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_path: bool) -> None:
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    service = Service(tmp_path, fast_path=fast_path)
+
+    async def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(gateway_module, "exchange", broken)
+    monkeypatch.setattr("spendgate.server._gw_asgi.exchange", broken)
+    try:
+        with started(service) as client:
+            answer_ = service.post(client, json.dumps({"model": "gpt-4o-mini", "messages": HI}).encode())
+        assert (answer_.status_code, answer_.text) == (500, "Internal Server Error")
+    finally:
+        service.meter.close()
+
+
+def test_with_fastapis_telemetry_on_gateway_calls_take_fastapis_path(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    routed: list[Any] = []
+    run = gateway_module._run
+
+    async def via_fastapi(*args: Any) -> Any:
+        routed.append(args)
+        return await run(*args)
+
+    monkeypatch.setattr(gateway_module, "_run", via_fastapi)
+    monkeypatch.setattr(service.app._native_telemetry, "enabled", lambda: True)
+    with started(service) as client:
+        answered = service.post(client, json.dumps({"model": "gpt-4o-mini", "messages": HI}).encode())
+    assert answered.status_code == 200 and len(routed) == 1
+
+
+def test_the_fast_path_answers_within_the_apps_root_path(service: Service) -> None:
+    service.app.root_path = "/gw"
+    with started(service) as client:
+        headers = {"authorization": f"Bearer {service.token}"}
+        answered = client.post("/gw/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": HI},
+                               headers=headers)  # fmt: skip
+    assert answered.status_code == 200 and len(service.sent) == 1
+
+
 def test_routes_are_matched_within_the_root_path() -> None:
     assert _route_path({"path": "/gw/v1/messages", "root_path": "/gw"}) == "/v1/messages"
     assert _route_path({"path": "/v1/messages", "root_path": ""}) == "/v1/messages"
@@ -149,13 +192,10 @@ def test_a_client_gone_before_its_body_arrived_gets_nothing(service: Service) ->
     async def send(message: Any) -> None:
         sent.append(message)
 
-    async def inner(scope: Any, receive: Any, send: Any) -> None:
-        raise AssertionError("not for the app")
-
     with started(service):
         scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "root_path": "", "query_string": b"",
                  "headers": [(b"authorization", f"Bearer {MASTER}".encode())], "app": service.app}  # fmt: skip
-        anyio.run(GatewayFastPath(inner), scope, receive, send)
+        anyio.run(answer, service.app, ROUTES["/v1/chat/completions"], scope, receive, send)
     assert sent == [] and service.sent == []
 
 

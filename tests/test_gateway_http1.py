@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import trustme
 
+from spendgate.server._gw_deadlines import Deadlines
 from spendgate.server._gw_http1 import Http1Transport, ResponseHeaders, _target
 from spendgate.server._gw_upstream import TRANSPORT_ERRORS, UpstreamClient, UpstreamFailure
 
@@ -298,5 +299,27 @@ def test_upstream_client_reads_error_answers_through_the_pool() -> None:
                 await client.fetch("POST", f"http://127.0.0.1:{server.port}/", headers={}, content=b"{}", timeout_s=5)
             assert server.connections == 1  # an error answer read to its end leaves the connection reusable
             await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_one_timer_keeps_the_deadlines_of_waits_with_different_timeouts() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines(loop)
+        slow, quick, answered = loop.create_future(), loop.create_future(), loop.create_future()
+        deadlines.add(slow, 0.3)
+        deadlines.add(answered, 0.05)
+        deadlines.add(quick, 0.1)  # later than `answered`, earlier than `slow`
+        answered.set_result(None)
+        deadlines.remove(answered, 0.05)
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await quick
+        assert 0.09 <= loop.time() - started < 0.25 and not slow.done()
+        with pytest.raises(TimeoutError):
+            await slow
+        assert loop.time() - started >= 0.29 and deadlines.pending() == 0
+        assert answered.exception() is None
 
     asyncio.run(scenario())

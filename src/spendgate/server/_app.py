@@ -16,7 +16,7 @@ from spendgate.meter import Meter
 from spendgate.server import _admin, _dashboard, _gateway, _health, _metering, _metrics
 from spendgate.server._deps import Services
 from spendgate.server._errors import install_error_handlers
-from spendgate.server._gw_asgi import GatewayFastPath
+from spendgate.server._gw_asgi import GatewayApp
 from spendgate.server._identity import IdentityStore
 from spendgate.server._jobs import reconcile_now, start_jobs
 from spendgate.server._metrics import MetricsState
@@ -41,7 +41,9 @@ def _reconcile_at_start(meter: Meter) -> None:
         log.exception("budget counters could not be reconciled with the ledger at start-up")
 
 
-def create_app(settings: Settings | None = None, *, meter: Meter | None = None, clock: Clock | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, meter: Meter | None = None, clock: Clock | None = None
+) -> GatewayApp:
     """The service: gateway, metering and admin APIs. Nothing is opened until the app starts (lifespan)."""
     settings = settings or Settings()
 
@@ -67,14 +69,13 @@ def create_app(settings: Settings | None = None, *, meter: Meter | None = None, 
             if own:
                 m.close()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="spendgate",
         summary="Meter, price and govern LLM usage.",
         version=_version(),
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(GatewayFastPath)
     app.include_router(_health.router)
     app.include_router(_gateway.router)
     app.include_router(_metering.router)

@@ -90,7 +90,7 @@ MESSAGES_BODY = _body(
 
 
 async def _run(api: Api, request: Request, principal: Principal, svc: Services) -> Response:
-    """(In production `GatewayFastPath` answers these routes before FastAPI routes them: same handler.)"""
+    """(In production `GatewayApp` answers these routes before FastAPI routes them: same handler.)"""
     return await exchange(api, svc, request.app.state.gateway, request, principal)
 
 

@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from spendgate.server._gw_deadlines import Deadlines
+
 __all__ = ["Http1Transport", "ResponseHeaders"]
 
 _PAUSE_AT = 256 * 1024
@@ -85,8 +87,9 @@ def _head(method: str, target: str, host: str, headers: Mapping[str, str], lengt
 class _Connection(asyncio.Protocol):
     """One keep-alive connection and the response currently being read on it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self, deadlines: Deadlines) -> None:
+        self.loop = deadlines.loop
+        self.deadlines = deadlines
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -165,11 +168,11 @@ class _Connection(asyncio.Protocol):
     async def wait(self, timeout_s: float) -> None:
         """Wait until the parser reports progress (or the connection fails, or ``timeout_s`` passes)."""
         waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout_s, _expire, waiter)
+        self.deadlines.add(waiter, timeout_s)
         try:
             await waiter
         finally:
-            timer.cancel()
+            self.deadlines.remove(waiter, timeout_s)
             self.waiter = None
 
     def send(self, data: bytes) -> None:
@@ -194,11 +197,6 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError("the upstream did not answer in time"))
 
 
 class _Response:
@@ -261,6 +259,7 @@ class Http1Transport:
     ) -> None:
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._slots: asyncio.Semaphore | None = None
+        self._deadlines: Deadlines | None = None
         self._max_connections = max_connections
         self._idle_timeout_s = idle_timeout_s
         self._max_idle = max_idle_per_host
@@ -312,7 +311,10 @@ class Http1Transport:
         tls: ssl_module.SSLContext | None = None
         if scheme == "https":
             tls = self._ssl or _default_tls()
-        connecting = loop.create_connection(lambda: _Connection(loop), host, port, ssl=tls)
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = self._deadlines = Deadlines(loop)
+        connecting = loop.create_connection(lambda: _Connection(deadlines), host, port, ssl=tls)
         _, conn = await asyncio.wait_for(connecting, timeout_s)
         return conn
 
