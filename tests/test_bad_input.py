@@ -109,3 +109,27 @@ def test_gateway_bodies_it_cannot_read_are_4xx(env: Env, tmp_path: Path) -> None
         answer = _post(env, "/v1/chat/completions", body, role="member")
         assert 400 <= answer.status_code < 500, answer.text
         assert answer.json()["error"]["message"]
+
+
+def _chunks(body: bytes, size: int = 1000) -> Iterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def test_oversized_bodies_get_413_naming_body_and_nothing_is_written(tmp_path: Path) -> None:
+    with open_env(tmp_path, max_request_bytes=4096) as small:
+        events = json.dumps({"events": [_event(event_id=f"big-{i}") for i in range(100)]}).encode()
+        chat = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 5000}]}).encode()
+        assert len(events) > 4096 and len(chat) > 4096
+        for path, body, role in ((EVENTS, events, "admin"), ("/v1/chat/completions", chat, "member"),
+                                 ("/api/v1/authorize", chat, "admin")):  # fmt: skip
+            headers = {**small.auth(role), "content-type": "application/json"}
+            declared = small.client.post(path, content=body, headers=headers)  # Content-Length: refused unread
+            streamed = small.client.post(path, content=_chunks(body), headers=headers)  # chunked: counted
+            for answer in (declared, streamed):
+                error = _refused(answer, 413)
+                assert error["type"] == "request_too_large" and error["field"] == "body" and "4096" in error["message"]
+        assert small.meter.summary().requests == 0  # nothing recorded, nothing forwarded
+        fits = json.dumps({"events": [_event(event_id="small")]}).encode()
+        assert _post(small, EVENTS, fits).status_code == 200
+        assert small.call("GET", "/api/v1/users", "admin").status_code == 200  # bodiless requests are untouched

@@ -276,6 +276,11 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = Field(
         default=None, description="Bootstrap admin key for the service (SPENDGATE_MASTER_KEY); at least 16 characters."
     )
+    max_request_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the service accepts (bytes); larger ones get 413 naming `body`.",
+    )
     host: str = Field(default="127.0.0.1", description="Address the service listens on.")
     port: int = Field(default=8080, ge=1, le=65535, description="Port the service listens on.")
     upstreams: dict[str, Upstream] = Field(

@@ -14,6 +14,7 @@ from spendgate._pii import FieldCipher
 from spendgate.clock import Clock
 from spendgate.meter import Meter
 from spendgate.server import _admin, _dashboard, _gateway, _health, _metering, _metrics
+from spendgate.server._body_limit import BodyLimit
 from spendgate.server._deps import Services
 from spendgate.server._errors import install_error_handlers
 from spendgate.server._gw_asgi import GatewayApp
@@ -76,6 +77,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.include_router(_health.router)
     app.include_router(_gateway.router)
     app.include_router(_metering.router)

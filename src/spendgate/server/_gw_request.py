@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
+from spendgate.server._body_limit import declared_length, too_large
 from spendgate.server._errors import ApiError
 
 __all__ = [
@@ -47,13 +48,23 @@ def request_headers(scope: Mapping[str, Any]) -> dict[str, str]:
 
 async def _read_body(request: Request) -> bytes:
     """The whole body, straight from ASGI ``receive`` (`Request.body` without its stream machinery, which
-    costs more than the rest of reading); `ClientDisconnect` when the client leaves first."""
+    costs more than the rest of reading); `ClientDisconnect` when the client leaves first; 413 past
+    ``max_request_bytes``."""
+    limit: int = request.app.state.services.settings.max_request_bytes
+    declared = declared_length(request.scope)
+    if declared is not None and declared > limit:
+        raise too_large(limit)
     receive = request.receive
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.request":
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         elif message["type"] == "http.disconnect":
