@@ -19,6 +19,7 @@ from spendgate.pricing import CostBreakdown, FallbackPrice, ModelPriceInfo, Pric
 from spendgate.pricing._catalog import Catalog, Located
 from spendgate.testing import FakeClock
 from spendgate.usage import Usage
+from test_properties import usages
 
 NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
 MTOK = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
@@ -347,30 +348,9 @@ def test_counts_no_split_can_explain_are_refused() -> None:
     assert exc.value.field == "input_tokens"
 
 
-counts = st.integers(min_value=0, max_value=2_000_000)
-
-
-@st.composite
-def usages(draw: st.DrawFn, max_input: int = 2_000_000) -> Usage:
-    input_tokens = draw(st.integers(min_value=0, max_value=max_input))
-    cache_read = draw(st.integers(min_value=0, max_value=input_tokens))
-    cache_write = draw(st.integers(min_value=0, max_value=input_tokens - cache_read))
-    audio = draw(st.integers(min_value=0, max_value=input_tokens))
-    image = draw(st.integers(min_value=0, max_value=input_tokens - audio))
-    output_tokens = draw(counts)
-    reasoning = draw(st.integers(min_value=0, max_value=output_tokens))
-    output_audio = draw(st.integers(min_value=0, max_value=output_tokens - reasoning))
-    return Usage(
-        input_tokens=input_tokens,
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        input_audio_tokens=audio,
-        input_image_tokens=image,
-        output_tokens=output_tokens,
-        reasoning_tokens=reasoning,
-        output_audio_tokens=output_audio,
-        web_searches=draw(st.integers(min_value=0, max_value=20)),
-    )
+def book_usages(max_input: int = 2_000_000) -> st.SearchStrategy[Usage]:
+    """Usages genai-prices can price too (no images, no seconds of audio or processing)."""
+    return usages(max_input=max_input, max_output=2_000_000, max_searches=20, media=False)
 
 
 PROPERTY_BOOK = PriceBook()
@@ -386,7 +366,7 @@ PROPERTY_MODELS = [
 
 
 @settings(max_examples=300, deadline=None)
-@given(usage=usages(), model=st.sampled_from(PROPERTY_MODELS))
+@given(usage=book_usages(), model=st.sampled_from(PROPERTY_MODELS))
 def test_costs_are_never_negative(usage: Usage, model: tuple[str, str]) -> None:
     cost = PROPERTY_BOOK.cost(*model, usage, at=NOW)
     assert all(part >= 0 for part in parts(cost))
@@ -394,7 +374,9 @@ def test_costs_are_never_negative(usage: Usage, model: tuple[str, str]) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(a=usages(max_input=60_000), b=usages(max_input=60_000), model=st.sampled_from(["gpt-4o", "gpt-4.1", "o3"]))
+@given(
+    a=book_usages(max_input=60_000), b=book_usages(max_input=60_000), model=st.sampled_from(["gpt-4o", "gpt-4.1", "o3"])
+)
 def test_plain_per_token_prices_are_additive(a: Usage, b: Usage, model: str) -> None:
     book = PROPERTY_BOOK
     together = book.cost("openai", model, a + b, at=NOW)
