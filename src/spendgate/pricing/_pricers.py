@@ -13,7 +13,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, Inexact, localcontext
 from typing import Protocol
 
 from spendgate.errors import PricingError
@@ -122,10 +122,23 @@ class _Sheet:
         return self.input, self.output, self.cache_read, self.cache_write, self.reasoning
 
 
+#: A tier's derived price whose ratio does not terminate ($1 under $3 in a $1 tier: $1/3) is rounded to this
+#: ($ per million tokens), so that it is a terminating decimal and every sum of costs stays exact.
+DERIVED_PRICE_QUANTUM = Decimal("1e-12")
+
+
 def _scale(price: Decimal | None, new: Decimal, old: Decimal | None) -> Decimal | None:
     if price is None:
         return None
-    return price * new / old if old else new
+    if not old:
+        return new
+    with localcontext() as ctx:
+        ctx.traps[Inexact] = True
+        try:
+            return price * new / old
+        except Inexact:
+            pass
+    return (price * new / old).quantize(DERIVED_PRICE_QUANTUM)
 
 
 def _token_terms(sheets: Sequence[_Sheet]) -> list[Term]:
