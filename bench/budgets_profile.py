@@ -1,6 +1,7 @@
 """A deterministic loop of authorize + settle (memory:// counters, journal on) for profilers. Prints JSON.
 
     .venv/bin/python bench/budgets_profile.py [--pairs 2000]                 # CPU µs per pair
+    .venv/bin/python bench/budgets_profile.py --pairs 2000 --vary-input     # prompts of many lengths
     .venv/bin/python bench/budgets_profile.py --pairs 2000 --cprofile 25    # calls per pair, top functions
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.out \\
         .venv/bin/python bench/budgets_profile.py --pairs 2000 --callgrind  # instructions of the loop alone
@@ -11,6 +12,10 @@ count-driven: the clock steps ``--step-us`` per reading (so the policy is re-rea
 ``policy_refresh_s`` of clock time, as in service), and the journal seals its file every
 ``max_pending`` (1000) settles, not after ``max_delay_s``. The journal's writer process is not part of
 the figures (callgrind does not follow children unless asked).
+
+``--vary-input`` gives each call one of 4,000 input token counts instead of always 1,200, as prompts of
+every length do: worst-case estimates and what is held for them are then rarely the ones worked out for
+an earlier call.
 
 ``--callgrind`` switches callgrind's instrumentation on (``callgrind_control``) for the measured loop only,
 so the ``summary:`` line of the output file divided by ``--pairs`` is the instructions per pair.
@@ -58,10 +63,11 @@ def setup(meter: Meter) -> None:
         meter.set_limit(scope="user", scope_id=f"u{i}", period="day", amount=Decimal("10000"))
 
 
-def pairs(meter: Meter, count: int, offset: int = 0) -> None:
+def pairs(meter: Meter, count: int, offset: int = 0, vary: bool = False) -> None:
     for i in range(offset, offset + count):
+        tokens = 1000 + (i * 37) % 4000 if vary else 1200
         d = meter.authorize(user_id=f"u{i % 100}", team_id="t0", provider="openai", model="gpt-4o",
-                            input_tokens=1200, max_tokens=400)  # fmt: skip
+                            input_tokens=tokens, max_tokens=400)  # fmt: skip
         if not d.allowed:
             raise SystemExit(f"call {i} was refused: {d.reason}")
         meter.settle(d, USAGE, latency_ms=100)
@@ -81,9 +87,10 @@ def main() -> None:
     parser.add_argument("--cprofile", type=int, metavar="TOP", default=0, help="profile; print the TOP functions")
     parser.add_argument("--callgrind", action="store_true", help="instrument the measured loop only")
     parser.add_argument("--writer", choices=("process", "thread"), default="process")
+    parser.add_argument("--vary-input", action="store_true", help="one of 4,000 input token counts per call")
     args = parser.parse_args()
     clock = StepClock(datetime(2026, 3, 10, 9, 0, tzinfo=UTC), timedelta(microseconds=args.step_us))
-    out: dict[str, Any] = {"pairs": args.pairs}
+    out: dict[str, Any] = {"pairs": args.pairs, "vary_input": args.vary_input}
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             database_url=f"sqlite:///{tmp}/bench.db",
@@ -95,7 +102,7 @@ def main() -> None:
             assert meter.journal is not None
             meter.journal.max_delay_s = 1e9  # seal by count only (the ticker's first wait still ends on time)
             setup(meter)
-            pairs(meter, args.warmup)
+            pairs(meter, args.warmup, vary=args.vary_input)
             gc.collect()
             readings = clock.readings
             profiler = cProfile.Profile() if args.cprofile else None
@@ -104,7 +111,7 @@ def main() -> None:
             start, cpu = time.perf_counter(), time.process_time()
             if profiler is not None:
                 profiler.enable()
-            pairs(meter, args.pairs, args.warmup)
+            pairs(meter, args.pairs, args.warmup, vary=args.vary_input)
             if profiler is not None:
                 profiler.disable()
             if args.callgrind:

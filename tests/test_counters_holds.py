@@ -67,8 +67,43 @@ def test_hold_records_are_not_tracked_by_the_garbage_collector() -> None:
     assert store.commit("s", {"a": 1}, now=T0).ok
     gc.collect()
     gc.collect()  # a tuple is untracked once what it holds is: one level per collection
-    assert not gc.is_tracked(store._holds["h"]) and not gc.is_tracked(store._holds["s"])
+    assert not gc.is_tracked(store._holds["h"]) and "s" not in store._holds
+    assert not gc.is_tracked(store._settled.deadlines) and "s" in store._settled.deadlines
     assert not gc.is_tracked(store._counters["a"].holds)
+
+
+def test_settled_markers_go_with_their_bucket_and_replace_the_hold_record() -> None:
+    store = MemoryCounterStore(settled_ttl_s=512)  # buckets of 2 s
+    assert store.init("k", 0, expire_at=None)
+    assert store.reserve("h", [ReserveItem("k", 5, 10)], ttl_s=30, now=T0).ok
+    assert store.commit("h", {"k": 4}, now=T0 + 1).ok
+    assert "h" not in store._holds and store._settled.deadlines == {"h": T0 + 1 + 542}
+    assert store.reserve("h", [ReserveItem("k", 5, 10)], ttl_s=30, now=T0 + 2).status == "settled"
+    assert store.commit("x", {"k": 1}, now=T0 + 543).ok  # h is due now, though its bucket may not have ended
+    assert not store.commit("h", {"k": 1}, now=T0 + 543).already  # marked again, in a later bucket ...
+    assert store.read(["k"], now=T0 + 1500) == {"k": CounterState(6, 0)}
+    assert store._settled.deadlines == {} and store._settled._buckets == {}  # ... and both buckets went whole
+
+
+def test_max_holds_evicts_settled_markers_before_live_holds() -> None:
+    store = MemoryCounterStore(max_holds=3)
+    assert store.init("k", 0, expire_at=None)
+    assert store.reserve("live", [ReserveItem("k", 1)], ttl_s=60, now=T0).ok
+    for i, hold_id in enumerate(("s1", "s2", "s3")):
+        assert store.commit(hold_id, {"k": 1}, now=T0 + i).ok
+    assert [store.commit(h, {"k": 1}, now=T0 + 3).already for h in ("s3", "s2", "s1")] == [True, True, False]
+    assert store.read(["k"], now=T0 + 3) == {"k": CounterState(4, 1)}  # the live hold kept its reservation
+    assert store.commit("live", {"k": 1}, now=T0 + 4).ok  # its record was still there: the hold came off
+    assert store.read(["k"], now=T0 + 4) == {"k": CounterState(5, 0)}
+
+
+def test_memory_markers_default_to_fifteen_minutes_past_the_hold() -> None:
+    store = MemoryCounterStore()
+    assert store.init("k", 0, expire_at=None)
+    assert store.reserve("h", [ReserveItem("k", 1)], ttl_s=60, now=T0).ok
+    assert store.commit("h", {"k": 1}, now=T0).ok
+    assert store.commit("h", {"k": 1}, now=T0 + 959).already
+    assert not store.commit("h", {"k": 1}, now=T0 + 960).already
 
 
 @pytest.mark.parametrize(

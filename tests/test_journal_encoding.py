@@ -87,13 +87,14 @@ def test_a_line_is_the_plain_json_of_the_event_and_reads_back(event: UsageEvent)
 def test_the_remembered_parts_are_bounded(monkeypatch: Any) -> None:
     monkeypatch.setattr(journal, "_FRAGMENTS_MAX", 3)
     monkeypatch.setattr(journal, "_fragments", {})
-    monkeypatch.setattr(journal, "_seconds", {})
     start = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
     for i in range(10):
         event = UsageEvent(event_id=f"e{i}", timestamp=start + timedelta(seconds=i, microseconds=i),
                            provider="openai", model="gpt-4o", usage=Usage(input_tokens=i), user_id=f"u{i}")  # fmt: skip
         assert event_from_json(event_to_json(event)) == event
-        assert len(journal._fragments) <= 3 and len(journal._seconds) <= 3
+        assert len(journal._fragments) <= 3
+        assert journal._second == [(start + timedelta(seconds=i), start + timedelta(seconds=i + 1),
+                                    f"2026-03-10T12:00:{i:02d}")]  # only the last second is remembered  # fmt: skip
 
 
 def test_whole_seconds_and_other_zones() -> None:

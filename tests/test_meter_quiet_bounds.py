@@ -19,7 +19,7 @@ from spendgate import Meter, Settings
 from spendgate.budgets import Metric, RequestContext, RequestEstimate
 from spendgate.counters import CounterState
 from spendgate.meter._authorization import to_units
-from spendgate.meter._gov_fast import Lanes, quiet_bounds
+from spendgate.meter._gov_fast import Lanes, Shape, quiet_bounds
 from spendgate.testing import FakeClock
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -68,6 +68,10 @@ def test_the_bounds_answer_what_the_exact_test_answers(tmp_path: Path, limits: l
             estimate = RequestEstimate(provider="openai", model="gpt-4o", cost=Decimal(cost), input_tokens=300,
                                        output_tokens=rng.randrange(0, 900))  # fmt: skip
             held = {m: to_units(m, estimate.amount(m), "up") for m in Metric}
+            shape = Shape.of(lanes, estimate)
+            assert shape.checks == tuple((key, bound, held[metric]) for key, metric, bound in bounds)
+            assert all(hold.amount == held[hold.limit.metric] for hold in shape.holds)  # ... and the holds hold
+            assert [item.amount for item in shape.items] == [hold.amount for hold in shape.holds]
             for _ in range(40):
                 read: dict[str, CounterState] = {}
                 for key, metric, bound in bounds:
@@ -75,11 +79,9 @@ def test_the_bounds_answer_what_the_exact_test_answers(tmp_path: Path, limits: l
                         used = rng.choice(_edges(bound, held[metric]))
                         spent = rng.randrange(0, used + 1)
                         read[key] = CounterState(spent, used - spent)
-                fast_units: dict[Metric, int] = {}
-                answer = g._quiet(lanes, read, estimate, fast_units)
-                assert answer == g._quiet(exact, read, estimate, {}), (cost, read)
+                answer = g._quiet(lanes, read, estimate, shape)
+                assert answer == g._quiet(exact, read, estimate, Shape.of(exact, estimate)), (cost, read)
                 seen.add(answer)
-                assert all(fast_units[m] == held[m] for m in fast_units)  # the worst case the holds are made of
         assert seen == {True, False}  # the figures reached both sides of the edges
 
 
@@ -91,8 +93,10 @@ def test_a_cold_counter_is_never_quiet(tmp_path: Path) -> None:
         keys = [key for key, _, _ in lanes.quiet if key is not None]
         estimate = RequestEstimate(provider="openai", model="gpt-4o", cost=Decimal("0.01"))
         warm = {key: CounterState(0, 0) for key in keys}
-        assert meter.governor._quiet(lanes, warm, estimate, {})
-        assert not meter.governor._quiet(lanes, {**warm, keys[0]: CounterState(0, 0, initialized=False)}, estimate, {})
+        shape = Shape.of(lanes, estimate)
+        assert meter.governor._quiet(lanes, warm, estimate, shape)
+        cold = {**warm, keys[0]: CounterState(0, 0, initialized=False)}
+        assert not meter.governor._quiet(lanes, cold, estimate, shape)
 
 
 def test_no_bounds_for_huge_amounts(tmp_path: Path) -> None:

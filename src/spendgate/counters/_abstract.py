@@ -22,7 +22,7 @@ from spendgate.counters._base import (
     ReserveResult,
 )
 
-__all__ = ["BaseCounterStore"]
+__all__ = ["BaseCounterStore", "checks_only"]
 
 
 def _check_name(field: str, value: object) -> str:
@@ -53,6 +53,12 @@ def _check_int(field: str, value: object, maximum: int, *, signed: bool = False)
 
 
 def _check_amounts(field: str, amounts: Mapping[str, int] | None) -> dict[str, int]:
+    if type(amounts) is dict:  # the usual case, checked quickly: a plain dict of non-empty str -> int in range
+        for key, amount in amounts.items():
+            if type(key) is not str or not key or type(amount) is not int or not 0 <= amount <= INT64_MAX:
+                break
+        else:
+            return amounts  # the primitives only read it
     checked: dict[str, int] = {}
     for key, amount in (amounts or {}).items():
         checked[_check_name(f"{field} key", key)] = _check_int(f"{field}[{key!r}]", amount, INT64_MAX)
@@ -72,9 +78,10 @@ class BaseCounterStore(ABC):
     def reserve(self, hold_id: str, items: Sequence[ReserveItem], *, ttl_s: float, now: float) -> ReserveResult:
         if type(hold_id) is not str or not hold_id:
             _check_name("hold_id", hold_id)
-        now = _check_time("now", now)
-        ttl_s = _check_time("ttl_s", ttl_s, positive=True)
-        checked = tuple(items)
+        if not (type(now) is float and type(ttl_s) is float and -math.inf < now < math.inf and 0 < ttl_s < math.inf):
+            now = _check_time("now", now)
+            ttl_s = _check_time("ttl_s", ttl_s, positive=True)
+        checked = items if type(items) is tuple else tuple(items)
         if not checked:
             raise ValueError("reserve needs at least one ReserveItem")
         keys = set()
@@ -87,8 +94,12 @@ class BaseCounterStore(ABC):
         return self._reserve(hold_id, checked, now=now, ttl_s=ttl_s)
 
     def commit(self, hold_id: str, actual: Mapping[str, int], *, now: float) -> CommitResult:
-        _check_name("hold_id", hold_id)
-        return self._settle(hold_id, _check_amounts("actual", actual), now=_check_time("now", now))
+        if type(hold_id) is not str or not hold_id:
+            _check_name("hold_id", hold_id)
+        amounts = _check_amounts("actual", actual)
+        if type(now) is not float or not -math.inf < now < math.inf:
+            now = _check_time("now", now)
+        return self._settle(hold_id, amounts, now=now)
 
     def release(self, hold_id: str, partial: Mapping[str, int] | None = None, *, now: float) -> CommitResult:
         _check_name("hold_id", hold_id)
@@ -99,7 +110,9 @@ class BaseCounterStore(ABC):
             if type(key) is not str or not key:
                 _check_name("key", key)
         checked = tuple(dict.fromkeys(keys))
-        return self._read(checked, now=_check_time("now", now)) if checked else {}
+        if type(now) is not float or not -math.inf < now < math.inf:
+            now = _check_time("now", now)
+        return self._read(checked, now=now) if checked else {}
 
     def init(self, key: str, spent: int, *, expire_at: float | None) -> bool:
         _check_name("key", key)
@@ -191,3 +204,17 @@ class BaseCounterStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+def checks_only(store: object, method: str) -> BaseCounterStore | None:
+    """``store`` when its public ``method`` is :class:`BaseCounterStore`'s own: argument checks, then a primitive.
+
+    A caller whose arguments pass those checks by construction (the governor: keys from its plans, int
+    amounts in range, float times) may then call the primitive directly (``_read`` for ``read``,
+    ``_reserve`` for ``reserve``, ``_settle`` for ``commit`` and ``release``). None for any other store,
+    and when ``method`` was overridden or replaced on the instance (as tests do, to step in).
+    """
+    # (Not by looking in the instance's __dict__: asking for it makes every attribute of the store slower.)
+    if getattr(getattr(store, method, None), "__func__", None) is getattr(BaseCounterStore, method):
+        return store  # type: ignore[return-value]  # its method is BaseCounterStore's: it is one
+    return None

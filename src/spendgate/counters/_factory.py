@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from spendgate.counters._base import CounterStore, CounterUnavailable
-from spendgate.counters._memory import DEFAULT_SETTLED_TTL_S, MemoryCounterStore
+from spendgate.counters._memory import DEFAULT_SETTLED_TTL_S, MEMORY_SETTLED_TTL_S, MemoryCounterStore
 from spendgate.errors import ConfigurationError
 
 __all__ = ["open_counters"]
@@ -41,7 +41,7 @@ def _open_memory(url: str, options: dict[str, str]) -> MemoryCounterStore:
         return MemoryCounterStore(
             max_keys=_number(url, "max_keys", options.get("max_keys", "1000000"), int),
             max_holds=_number(url, "max_holds", options.get("max_holds", "1000000"), int),
-            settled_ttl_s=_number(url, "settled_ttl", options.get("settled_ttl", str(DEFAULT_SETTLED_TTL_S)), float),
+            settled_ttl_s=_number(url, "settled_ttl", options.get("settled_ttl", str(MEMORY_SETTLED_TTL_S)), float),
         )
     except ValueError as error:
         raise ConfigurationError(f"counter URL {url!r}: {error}") from None

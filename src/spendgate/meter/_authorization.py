@@ -24,8 +24,9 @@ _EXACT = 10**27  # below this many units, one division is exact at the default 2
 def to_units(metric: Metric, value: Decimal | int, rounding: str = "even") -> int:
     """A metric amount as the counters' integer: pico-dollars for cost (the ledger's unit), else a count."""
     if metric is _COST:
-        number = value if type(value) is Decimal else Decimal(value)
-        return int((number * _SCALE).to_integral_value(_ROUNDING[rounding]))
+        scaled = (value if type(value) is Decimal else Decimal(value)) * _SCALE
+        units = int(scaled)  # exact when ``scaled`` is whole (the usual case): no rounding to do
+        return units if units == scaled else int(scaled.to_integral_value(_ROUNDING[rounding]))
     return int(value)
 
 

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import compress
+from operator import is_not
 from typing import TYPE_CHECKING, Any
 
 from spendgate.budgets import (
@@ -91,6 +93,12 @@ _PASSED_FIELDS = frozenset(
         "request_bytes", "response_bytes",
     }
 )  # fmt: skip
+
+
+#: The arguments of :meth:`BudgetMethods.authorize` kept on its Authorization (``args``), in its order.
+_AUTHORIZE_ARGS = ("provider", "model", "user_id", "team_id", "api_key_id", "session_id", "tier", "tags", "messages",
+                   "text", "tools", "system", "max_tokens", "input_tokens", "cache_available")  # fmt: skip
+_NONES = (None,) * len(_AUTHORIZE_ARGS)
 
 
 def _scope(scope: str | Scope, scope_id: str | None) -> Scope:
@@ -341,7 +349,10 @@ class BudgetMethods:
         ``Settings.output_token_cap``). Settle the result with :meth:`settle`, or :meth:`release` it.
         ``cache_available`` says a cached response exists: an exhausted tier budget then answers CACHE_ONLY.
         """
-        args = {k: v for k, v in locals().items() if k not in ("self", "reservation_id") and v is not None}
+        given = (provider, model, user_id, team_id, api_key_id, session_id, tier, tags, messages, text, tools,
+                 system, max_tokens, input_tokens, cache_available)  # fmt: skip
+        # The arguments not None, in C (zip's strict= is a keyword call, slow: both have every argument)
+        args = dict(compress(zip(_AUTHORIZE_ARGS, given), map(is_not, given, _NONES)))  # noqa: B905
         ctx = self.governor.context(
             provider, model, user_id, team_id, api_key_id, session_id, tier or self.settings.default_tier, tags
         )
@@ -393,17 +404,21 @@ class BudgetMethods:
                     raise InvalidUsageError(name, "must be a non-empty string")
         model_used = used if used != model or provider != auth.requested_provider else None
         timestamp = self.clock.now()
-        cost = price_usage(
-            self.prices,
-            self.settings,
-            provider=provider,
-            model=model_used or model,
-            usage=usage,
-            at=timestamp,
-            service_tier=None,
-            batch=False,
-            monthly_volume=self.monthly_volume(provider, model, timestamp),
-        )
+        price = self.prices.static_price(provider, model) if model_used is None else None
+        if price is not None:  # what price_usage() finds for a price fixed in time and volume, found directly
+            cost: CostBreakdown | None = price.evaluate(usage, model)
+        else:
+            cost = price_usage(
+                self.prices,
+                self.settings,
+                provider=provider,
+                model=model_used or model,
+                usage=usage,
+                at=timestamp,
+                service_tier=None,
+                batch=False,
+                monthly_volume=self.monthly_volume(provider, model, timestamp),
+            )
         ctx = auth.ctx
         event = UsageEvent(
             event_id=auth.reservation_id,
@@ -453,7 +468,7 @@ class BudgetMethods:
             duplicate = self.store.record(event).duplicate
         if self.on_event is not None and not duplicate:
             self.on_event(event)
-        return Recorded(event_id=event.event_id, duplicate=duplicate, cost=cost)
+        return Recorded(event.event_id, duplicate, cost)  # (positional: a request-path call)
 
     def settle(self, authorization: Authorization, usage: Usage, **fields: Any) -> Recorded:
         """Replace the call's hold with what it really used, and record the event (idempotent).

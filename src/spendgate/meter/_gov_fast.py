@@ -6,7 +6,8 @@ where the limit's alert thresholds lie in counter units (:func:`crossing_bounds`
 settle that takes a counter across no threshold (nearly all of them) is told so by two integer
 comparisons (:func:`may_cross`) instead of the exact Decimal test, which still runs whenever a
 threshold might have been crossed. The quiet test itself has integer bounds too (:func:`quiet_bounds`):
-a request whose worst case stays well inside every limit is found quiet without a Decimal.
+a request whose worst case stays well inside every limit is found quiet without a Decimal. What a
+request of one :class:`RequestEstimate` holds under a plan (its :class:`Shape`) is worked out once too.
 """
 
 from __future__ import annotations
@@ -16,18 +17,33 @@ from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from typing import Any
 
+from spendgate._frozen import twin
 from spendgate.budgets import Limit, Metric, RequestEstimate, utilization
-from spendgate.counters import CounterState
-from spendgate.meter._authorization import from_units
+from spendgate.counters import CounterState, ReserveItem
+from spendgate.meter._authorization import Hold, from_units, to_units
+from spendgate.meter._gov_reserve import _reserve_item
 from spendgate.meter._policy import Plan, Slot
 
-__all__ = ["Bounds", "Lane", "Lanes", "QuietBound", "binding", "crossing_bounds", "may_cross", "quiet_bounds"]
+__all__ = [
+    "Bounds",
+    "Lane",
+    "Lanes",
+    "QuietBound",
+    "Shape",
+    "binding",
+    "crossing_bounds",
+    "may_cross",
+    "quiet_bounds",
+]
 
 Bounds = tuple[tuple[int, ...], tuple[int, ...]]
 """Per alert threshold ``t`` (ascending): a lower and an upper bound, in counter units, of ``t * amount``."""
 
 _ZERO = Decimal(0)
+_HOLD_TWIN = twin(Hold)
+_new = object.__new__
 _SCALE = Decimal(10) ** 12
 _FAST_AMOUNT_MAX = Decimal(10) ** 9  # larger amounts (tokens) always take the exact quiet test
 
@@ -118,6 +134,8 @@ class Lanes:
     slots: tuple[Slot, ...]
     quiet: tuple[QuietBound, ...] | None
     """The plan's :func:`quiet_bounds`."""
+    cost_keys: tuple[str, ...] | None
+    """The lanes' counter keys when every lane counts cost (the usual case), else None."""
 
     @classmethod
     def of(cls, plan: Plan) -> Lanes:
@@ -129,7 +147,52 @@ class Lanes:
             slots.append(slot)
             bounds = crossing_bounds(limit, amount)
             lanes.append(Lane(slot.key, limit, slot.window.key, amount, cap, slot.expire_at, limit.metric, bounds))
-        return cls(plan, tuple(lanes), tuple(slots), quiet_bounds(plan))
+        every_cost = bool(lanes) and all(lane.metric is Metric.COST for lane in lanes)
+        cost_keys = tuple(lane.key for lane in lanes) if every_cost else None
+        return cls(plan, tuple(lanes), tuple(slots), quiet_bounds(plan), cost_keys)
+
+
+@dataclass(slots=True)  # not frozen: built once per request shape, its __init__ had better be quick
+class Shape:
+    """What a request of ``estimate`` reserves under ``lanes`` on the quiet path, worked out once for both.
+
+    ``checks`` are the plan's quiet bounds (see :attr:`Lanes.quiet`) as ``(counter key or None, bound,
+    the request's worst case in that bound's metric)``, all in counter units; ``holds`` and ``items`` are
+    its :class:`Hold` and :class:`ReserveItem` on each lane (all immutable, so requests of the same
+    estimate share them).
+    """
+
+    lanes: Lanes
+    estimate: RequestEstimate
+    checks: tuple[tuple[str | None, int, int], ...]
+    holds: tuple[Hold, ...]
+    items: tuple[ReserveItem, ...]
+
+    @classmethod
+    def of(cls, lanes: Lanes, estimate: RequestEstimate) -> Shape:
+        # Plain loops: with prompts of every length, most requests have a shape of their own.
+        units: dict[Metric, int] = {}  # the request's worst case in counter units, by metric
+        holds: list[Hold] = []
+        items: list[ReserveItem] = []
+        for lane in lanes.lanes:
+            metric = lane.metric
+            held = units.get(metric)
+            if held is None:
+                held = units[metric] = to_units(metric, estimate.amount(metric), "up")
+            hold: Any = _new(_HOLD_TWIN)  # Hold(...) without the dataclass call (a Hold checks nothing)
+            hold.key, hold.limit, hold.window_key, hold.amount = lane.key, lane.limit, lane.window_key, held
+            hold.effective_amount, hold.bounds = lane.amount, lane.bounds
+            hold.rolling_seconds = hold.entry_id = None
+            hold.__class__ = Hold
+            holds.append(hold)
+            items.append(_reserve_item(lane.key, held, lane.cap, lane.expire_at))
+        checks: list[tuple[str | None, int, int]] = []
+        for key, metric, bound in lanes.quiet or ():
+            held = units.get(metric)
+            if held is None:
+                held = units[metric] = to_units(metric, estimate.amount(metric), "up")
+            checks.append((key, bound, held))
+        return cls(lanes, estimate, tuple(checks), tuple(holds), tuple(items))
 
 
 def binding(plan: Plan, read: Mapping[str, CounterState], estimate: RequestEstimate) -> tuple[Limit, Decimal] | None:

@@ -19,6 +19,7 @@ from spendgate.counters import (
     ReserveResult,
     with_init,
 )
+from spendgate.counters._abstract import checks_only
 from spendgate.meter._authorization import Hold, to_units
 from spendgate.meter._gov_state import LiveState, _Figures
 from spendgate.meter._policy import (
@@ -30,6 +31,7 @@ from spendgate.meter._policy import (
 __all__ = ["Reservations"]
 
 _ITEM_TWIN = twin(ReserveItem)
+_INF = float("inf")
 
 
 def _reserve_item(key: str, amount: int, cap: int | None, expire_at: float) -> ReserveItem:
@@ -99,12 +101,23 @@ class Reservations(LiveState):
         slots: Sequence[Slot],
         now: datetime,
         expiries: Mapping[str, float] | None = None,
+        ts: float | None = None,
     ) -> ReserveResult:
-        """Reserve ``items`` (the counters of ``slots``) at once, initializing cold counters from the ledger."""
+        """Reserve ``items`` (the counters of ``slots``) at once, initializing cold counters from the ledger.
 
-        ts, ttl_s = now.timestamp(), self.settings.hold_ttl_s
+        ``ts`` is ``now.timestamp()``, when the caller has it at hand.
+        """
+
+        if ts is None:
+            ts = now.timestamp()
+        ttl_s = self.settings.hold_ttl_s
+        # The quiet path's items (a tuple, each key once) and times pass reserve()'s checks: skip them.
+        plain = type(hold_id) is str and hold_id and type(items) is tuple and type(ttl_s) is float and ttl_s < _INF
+        direct = checks_only(self.counters, "reserve") if plain else None
 
         def reserve() -> ReserveResult:
+            if direct is not None:
+                return direct._reserve(hold_id, items, now=ts, ttl_s=ttl_s)  # type: ignore[arg-type]  # a tuple
             return self.counters.reserve(hold_id, items, ttl_s=ttl_s, now=ts)
 
         result = reserve()

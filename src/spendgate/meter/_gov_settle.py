@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -18,9 +18,12 @@ from spendgate.budgets import (
     crossed_thresholds,
 )
 from spendgate.counters import (
+    INT64_MAX,
     MAX_RATE_AMOUNT,
+    CommitResult,
     with_init,
 )
+from spendgate.counters._abstract import checks_only
 from spendgate.meter._authorization import Authorization, Hold, actual_amount, from_units, to_units
 from spendgate.meter._gov_rates import RateLimiting
 from spendgate.usage import Usage
@@ -30,6 +33,7 @@ __all__ = ["Settlement"]
 
 log = logging.getLogger("spendgate.budgets")
 _COST = Metric.COST  # an enum class's attribute lookup is slow (~0.3 µs) on the request path
+_COST_HOLDS_MAX = 4_096  # hold tuples whose keys are remembered (forgotten all at once beyond it)
 
 
 class Settlement(RateLimiting):
@@ -47,19 +51,24 @@ class Settlement(RateLimiting):
         now = self.clock.now()
         ts = now.timestamp()
         consumed = not (release and usage == Usage())  # a released call that used nothing counts for nothing
-        used: dict[str, int] = {}
-        actual: dict[str, int] = {}
         cost_units = None if cost is None or not consumed else to_units(_COST, cost)
-        for hold in auth.holds:
-            metric = hold.limit.metric
-            if cost_units is not None and metric is _COST:
-                amount = cost_units  # the usual case, converted once for every cost limit
-            else:
-                amount = actual_amount(metric, usage, cost, hold.amount) if consumed else 0
-            used[hold.key] = amount
-            if hold.rolling_seconds is None:
-                actual[hold.key] = amount
-        op = self.counters.release if release else self.counters.commit
+        keys = None if cost_units is None else self._cost_keys(auth.holds)
+        used: dict[str, int]
+        actual: dict[str, int]
+        if keys is not None and cost_units is not None:  # the usual case: the cost, converted once, on every counter
+            used = actual = dict.fromkeys(keys, cost_units)
+        else:
+            used, actual = {}, {}
+            for hold in auth.holds:
+                metric = hold.limit.metric
+                if cost_units is not None and metric is _COST:
+                    amount = cost_units
+                else:
+                    amount = actual_amount(metric, usage, cost, hold.amount) if consumed else 0
+                used[hold.key] = amount
+                if hold.rolling_seconds is None:
+                    actual[hold.key] = amount
+        op = self._committer(auth, release, keys is not None and cost_units is not None and cost_units <= INT64_MAX)
         result = op(auth.reservation_id, actual, now=ts)
         if result.needs_init:  # a counter expired (or Redis lost it) since the hold: reload it from the ledger
             pairs: dict[str, tuple[Limit, Window]] = {}
@@ -83,6 +92,9 @@ class Settlement(RateLimiting):
                 )
         if result.already:
             return True
+        if keys is not None and not auth.rate_holds:  # no rolling window, no rate limit: only counters to look at
+            self._crossings(auth, used, result.spent, now)
+            return False
         after: dict[str, int] = {}
         for hold in auth.holds:
             if hold.rolling_seconds is not None:
@@ -96,6 +108,35 @@ class Settlement(RateLimiting):
         after.update(result.spent)  # the keys this call added to (nothing added crosses nothing)
         self._crossings(auth, used, after, now)
         return False
+
+    def _committer(self, auth: Authorization, release: bool, plain: bool) -> Callable[..., CommitResult]:
+        """The counters' ``release`` or ``commit``; their primitive when the amounts are ``plain`` (ints in range).
+
+        The keys are the holds' and the amounts ints: what the checks would let through, so they are skipped.
+        """
+        name = "release" if release else "commit"
+        direct = checks_only(self.counters, name) if plain and type(auth.reservation_id) is str else None
+        if direct is not None and auth.reservation_id:
+            return direct._settle
+        return self.counters.release if release else self.counters.commit
+
+    def _cost_keys(self, holds: tuple[Hold, ...]) -> tuple[str, ...] | None:
+        """The counter keys of ``holds`` when each is a windowed cost limit's (the usual case), else None.
+
+        Remembered by the tuple itself: the quiet path shares one tuple between the calls of one shape.
+        """
+        known = self._cost_holds.get(id(holds))
+        if known is not None and known[0] is holds:
+            return known[1]
+        windowed_cost = all(hold.limit.metric is _COST and hold.rolling_seconds is None for hold in holds)
+        keys = tuple(hold.key for hold in holds) if holds and windowed_cost else None
+        self._remember_cost_keys(holds, keys)
+        return keys
+
+    def _remember_cost_keys(self, holds: tuple[Hold, ...], keys: tuple[str, ...] | None) -> None:
+        if len(self._cost_holds) >= _COST_HOLDS_MAX:
+            self._cost_holds = {}
+        self._cost_holds[id(holds)] = (holds, keys)
 
     def _trip(self, hold: Hold, used: Decimal, cooldown_s: int, now: datetime) -> None:
         """A breaker rule's amount was passed: stop its scope for the cooldown (an emergency stop by rule)."""

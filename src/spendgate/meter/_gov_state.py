@@ -18,6 +18,7 @@ from spendgate.budgets import (
     LimitState,
     Metric,
     RequestContext,
+    RequestEstimate,
     Window,
     effective_amount,
 )
@@ -28,7 +29,7 @@ from spendgate.counters import (
     CounterStore,
 )
 from spendgate.ledger import UsageStore
-from spendgate.meter._authorization import from_units, to_units
+from spendgate.meter._authorization import Hold, from_units, to_units
 from spendgate.meter._policy import (
     KEY_MARGIN_S,
     Policy,
@@ -38,6 +39,7 @@ from spendgate.meter._policy import (
     scope_filter,
 )
 from spendgate.pricing import PriceBook
+from spendgate.pricing._compiled import CompiledPrice
 from spendgate.settings import Settings
 
 __all__ = ["GovernorBase", "LiveState"]
@@ -63,7 +65,10 @@ class GovernorBase:
     _lock: threading.Lock
     _max_output: dict[tuple[str, str], int | None]
     _named: set[tuple[str, str]]
+    _outputs: dict[tuple[str, str, int | None], int]
+    _estimates: dict[tuple[str, str, int, int | None], tuple[CompiledPrice, RequestEstimate]]
     _cache_options: DecisionOptions
+    _cost_holds: dict[int, tuple[tuple[Hold, ...], tuple[str, ...] | None]]
 
 
 @dataclass(slots=True)

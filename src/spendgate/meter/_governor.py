@@ -36,13 +36,12 @@ from spendgate.counters import (
     CounterState,
     CounterStore,
     CounterUnavailable,
-    ReserveItem,
 )
-from spendgate.errors import PricingError
+from spendgate.counters._abstract import checks_only
 from spendgate.ledger import UsageStore
-from spendgate.meter._authorization import Authorization, Hold, from_units, to_units
-from spendgate.meter._gov_fast import Lanes, binding
-from spendgate.meter._gov_reserve import _reserve_item
+from spendgate.meter._authorization import Authorization, from_units
+from spendgate.meter._gov_estimate import Estimates
+from spendgate.meter._gov_fast import Lanes, Shape, binding
 from spendgate.meter._gov_settle import Settlement
 from spendgate.meter._gov_state import _Figures, _window
 from spendgate.meter._policy import (
@@ -51,9 +50,8 @@ from spendgate.meter._policy import (
     PolicyCache,
 )
 from spendgate.pricing import PriceBook
+from spendgate.pricing._compiled import CompiledPrice
 from spendgate.settings import Settings
-from spendgate.tokens import max_output_tokens
-from spendgate.usage import Usage
 
 __all__ = ["Governor"]
 
@@ -61,9 +59,9 @@ __all__ = ["Governor"]
 log = logging.getLogger("spendgate.budgets")
 
 _RESERVE_ATTEMPTS = 4  # one pass may be spent adding the downgrade alternatives
-_NAMES_MAX = 100_000  # (provider, model) pairs remembered as valid
 _LANES_MAX = 10_000  # plans whose lanes are remembered (forgotten all at once beyond it)
 _CONTEXTS_MAX = 10_000  # request contexts remembered (forgotten all at once beyond it)
+_SHAPES_MAX = 4_096  # shapes remembered (forgotten all at once beyond it)
 _ZERO = Decimal(0)
 _COST, _ALLOW = Metric.COST, Action.ALLOW  # an enum class's attribute lookup is slow (~0.3 µs)
 
@@ -73,7 +71,7 @@ def _throttle_key(ctx: RequestContext) -> tuple[str, str]:
     return (str(ctx.user_id or ctx.api_key_id or ctx.team_id or ""), ctx.model)
 
 
-class Governor(Settlement):
+class Governor(Estimates, Settlement):
     """Enforces the budget policy for one Meter. Thread-safe."""
 
     def __init__(
@@ -97,11 +95,16 @@ class Governor(Settlement):
         self._exceeded_policy: Policy | None = None  # first-exceeded times are re-read with every policy refresh
         self._lock = threading.Lock()
         self._max_output: dict[tuple[str, str], int | None] = {}
+        self._outputs: dict[tuple[str, str, int | None], int] = {}  # worst-case output by (provider, model, max)
         self._named: set[tuple[str, str]] = set()  # (provider, model) pairs a RequestEstimate accepted
         self._cache_options = replace(self.options, cache_available=True)
         self._lanes: dict[int, Lanes] = {}  # by id() of their plan, which they keep alive
         self._lanes_policy: Policy | None = None  # the snapshot whose plans _lanes holds
+        self._shapes: dict[tuple[int, int], Shape] = {}  # by id() of their lanes and estimate, which they keep
+        self._cost_holds = {}  # see Settlement._cost_keys
         self._contexts: dict[tuple[str | None, ...], RequestContext] = {}
+        # (provider, model, input tokens, max_tokens) -> (the static price it was worked out with, estimate)
+        self._estimates: dict[tuple[str, str, int, int | None], tuple[CompiledPrice, RequestEstimate]] = {}
         self.before_read: Callable[[], object] = lambda: None
         """Called before reading the ledger (the Meter flushes its journal there)."""
 
@@ -135,30 +138,6 @@ class Governor(Settlement):
                 self._contexts = {}
             self._contexts[key] = ctx
         return ctx
-
-    # -- estimates ---------------------------------------------------------------------------------
-
-    def estimate(self, provider: str, model: str, input_tokens: int, max_tokens: int | None) -> RequestEstimate | None:
-        """The worst case of a call, or None when the model has no price (cost limits can't be bounded)."""
-        model_max = self._max_output.get((provider, model), 0)
-        if model_max == 0:
-            model_max = max_output_tokens(model, self.settings.max_output_tokens)
-            self._max_output[(provider, model)] = model_max
-        output = worst_case_output_tokens(max_tokens, model_max, self.settings.output_token_cap)
-        try:
-            cost = self.prices.cost(provider, model, Usage(input_tokens=input_tokens, output_tokens=output)).total
-        except PricingError:
-            return None
-        if (provider, model) in self._named:  # the Usage above checked the token counts
-            return RequestEstimate.trusted(
-                provider=provider, model=model, cost=cost, input_tokens=input_tokens, output_tokens=output
-            )
-        estimate = RequestEstimate(
-            provider=provider, model=model, cost=cost, input_tokens=input_tokens, output_tokens=output
-        )
-        if len(self._named) < _NAMES_MAX:
-            self._named.add((provider, model))
-        return estimate
 
     # -- authorize ---------------------------------------------------------------------------------
 
@@ -196,13 +175,17 @@ class Governor(Settlement):
             plan = self.policy.plan(policy, ctx, now)
             read, attempts = None, _RESERVE_ATTEMPTS
             if plan is not None:
-                read = self.counters.read(plan.keys, now=now.timestamp())
+                ts = now.timestamp()
+                direct = checks_only(self.counters, "read") if plan.keys else None  # its keys pass read()'s checks
+                read = direct._read(plan.keys, now=ts) if direct is not None else self.counters.read(plan.keys, now=ts)
                 lanes = self._lanes.get(id(plan))
                 if lanes is None or lanes.plan is not plan:
                     lanes = self._lanes_of(plan)
-                units: dict[Metric, int] = {}  # the request's worst case in counter units, by metric
-                if self._quiet(lanes, read, estimate, units):
-                    auth = self._allow_quietly(lanes, read, ctx, estimate, hold_id, now, options, args, units)
+                shape = self._shapes.get((id(lanes), id(estimate)))
+                if shape is None or shape.lanes is not lanes or shape.estimate is not estimate:
+                    shape = self._shape_of(lanes, estimate)
+                if self._quiet(lanes, read, estimate, shape):
+                    auth = self._allow_quietly(lanes, read, ctx, estimate, hold_id, now, ts, options, args, shape)
                     if auth is not None:
                         return auth
                     read, attempts = None, attempts - 1  # a concurrent request took the room: look again
@@ -258,20 +241,13 @@ class Governor(Settlement):
 
     # -- the quiet path: a plain ALLOW, explained on demand ---------------------------------------------
 
-    def _quiet(
-        self, lanes: Lanes, read: Mapping[str, CounterState], estimate: RequestEstimate, units: dict[Metric, int]
-    ) -> bool:
+    def _quiet(self, lanes: Lanes, read: Mapping[str, CounterState], estimate: RequestEstimate, shape: Shape) -> bool:
         """True when the figures ``read`` show that decide() would answer a plain ALLOW.
 
         First in integers (see :func:`quiet_bounds`), which settles nearly every request; else exactly.
-        ``units`` collects the request's worst case in counter units (its holds are made of them).
         """
-        bounds = lanes.quiet
-        if bounds is not None:
-            for key, metric, bound in bounds:
-                held = units.get(metric)
-                if held is None:
-                    held = units[metric] = to_units(metric, estimate.amount(metric), "up")
+        if lanes.quiet is not None:
+            for key, bound, held in shape.checks:
                 if key is None:
                     used = 0  # a per-request limit looks at the request alone
                 else:
@@ -306,9 +282,10 @@ class Governor(Settlement):
         estimate: RequestEstimate,
         hold_id: str,
         now: datetime,
+        ts: float,
         options: DecisionOptions,
         args: dict[str, Any],
-        units: dict[Metric, int],
+        shape: Shape,
     ) -> Authorization | None:
         """Allow a quiet request: reserve its worst case; None if a concurrent request took the room first.
 
@@ -337,24 +314,23 @@ class Governor(Settlement):
         rate = self._acquire_rates(policy, ctx, estimate, hold_id, now) if plan.rated else ()
         if isinstance(rate, Authorization):
             return self._answer(ctx, estimate, hold_id, now, args)(decision=rate.decision)
-        holds: list[Hold] = []
-        items: list[ReserveItem] = []
-        for lane in lanes.lanes:
-            metric = lane.metric
-            held = units.get(metric)
-            if held is None:
-                held = units[metric] = to_units(metric, estimate.amount(metric), "up")
-            items.append(_reserve_item(lane.key, held, lane.cap, lane.expire_at))
-            holds.append(Hold(lane.key, lane.limit, lane.window_key, held, lane.amount, bounds=lane.bounds))
-        if items and not self._hold(hold_id, items, lanes.slots, now, plan.expiries).ok:
+        items = shape.items
+        if items and not self._hold(hold_id, items, lanes.slots, now, plan.expiries, ts).ok:
             self._free_rates(rate, now)
             return None
         if self._throttles:
             self._forget_throttle(_throttle_key(ctx))
         quick = partial(binding, plan, read, estimate)
         return Authorization(
-            decision, hold_id, ctx, ctx.model, ctx.provider, estimate, tuple(holds), rate, now, "", args, quick
+            decision, hold_id, ctx, ctx.model, ctx.provider, estimate, shape.holds, rate, now, "", args, quick
         )
+
+    def _shape_of(self, lanes: Lanes, estimate: RequestEstimate) -> Shape:
+        if len(self._shapes) >= _SHAPES_MAX:
+            self._shapes = {}
+        shape = self._shapes[(id(lanes), id(estimate))] = Shape.of(lanes, estimate)
+        self._remember_cost_keys(shape.holds, lanes.cost_keys)  # what its settles look up
+        return shape
 
     def _lanes_of(self, plan: Plan) -> Lanes:
         """Work out the lanes of a new plan; those of another policy snapshot are forgotten first."""

@@ -127,6 +127,16 @@ class PriceBook:
             return breakdown
         return self._convert(breakdown, currency)
 
+    def static_price(self, provider: str, model: str) -> CompiledPrice | None:
+        """The standard price of ``provider``/``model`` when it is cached and cannot change with time or volume.
+
+        None otherwise (not resolved yet, versions over time, volume tiers, no price). The same object is
+        returned until an override changes the model's price, so a caller may remember what it computed
+        from it, and check with ``is`` that it still holds.
+        """
+        price = self._entries.get((provider, model, None, False))
+        return price if type(price) is CompiledPrice else None
+
     def price(
         self, provider: str, model: str, *, at: datetime | None = None, service_tier: str | None = None
     ) -> ModelPriceInfo:

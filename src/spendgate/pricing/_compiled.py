@@ -97,6 +97,19 @@ class Label:
     service_tier: str | None = None
 
 
+class _Tokens:
+    """Input and output tokens and nothing else, as a compiled price reads a :class:`Usage` (its fields)."""
+
+    __slots__ = ("input_tokens", "output_tokens")
+    cache_read_tokens = cache_write_tokens = reasoning_tokens = input_audio_tokens = output_audio_tokens = 0
+    input_image_tokens = images = web_searches = 0
+    audio_seconds = processing_seconds = ZERO
+
+    def __init__(self, input_tokens: int, output_tokens: int) -> None:
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+
+
 def _count_expr(counts: Sequence[tuple[str, int]]) -> str:
     expr = ""
     for name, sign in counts:
@@ -170,6 +183,16 @@ class CompiledPrice:
         return (
             f"CompiledPrice({self.label.price_version!r}, terms={len(self.terms)}, segments={len(self.thresholds) + 1})"
         )
+
+    def tokens_total(self, input_tokens: int, output_tokens: int, model: str) -> Decimal | None:
+        """``evaluate(Usage(input_tokens=..., output_tokens=...), model).total``, without making the Usage.
+
+        The counts must be ints that a Usage accepts. None for a price that bills token usage its own way
+        (``on_token_usage``): ask :meth:`evaluate`.
+        """
+        if self.on_token_usage is not None:
+            return None
+        return self.evaluate(_Tokens(input_tokens, output_tokens), model).total  # type: ignore[arg-type]  # as read
 
     def scaled(self, factor: Decimal) -> CompiledPrice:
         """The same price with every charge (not the minimum) multiplied by ``factor``."""
