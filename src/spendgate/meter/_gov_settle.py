@@ -33,6 +33,7 @@ __all__ = ["Settlement"]
 
 log = logging.getLogger("spendgate.budgets")
 _COST = Metric.COST  # an enum class's attribute lookup is slow (~0.3 µs) on the request path
+_REQUESTS = Metric.REQUESTS
 _COST_HOLDS_MAX = 4_096  # hold tuples whose keys are remembered (forgotten all at once beyond it)
 
 
@@ -50,7 +51,9 @@ class Settlement(RateLimiting):
         """
         now = self.clock.now()
         ts = now.timestamp()
-        consumed = not (release and usage == Usage())  # a released call that used nothing counts for nothing
+        # A released call that used nothing costs nothing and used no tokens, but it was a request (its event
+        # is in the ledger, which counters are rebuilt and reconciled from).
+        consumed = not (release and usage == Usage())
         cost_units = None if cost is None or not consumed else to_units(_COST, cost)
         keys = None if cost_units is None else self._cost_keys(auth.holds)
         used: dict[str, int]
@@ -64,34 +67,23 @@ class Settlement(RateLimiting):
                 if cost_units is not None and metric is _COST:
                     amount = cost_units
                 else:
-                    amount = actual_amount(metric, usage, cost, hold.amount) if consumed else 0
+                    amount = actual_amount(metric, usage, cost, hold.amount) if consumed or metric is _REQUESTS else 0
                 used[hold.key] = amount
                 if hold.rolling_seconds is None:
                     actual[hold.key] = amount
+        late = self._late_holds(auth, ts)
+        if late:  # the call outlived the window it was held in: its use counts where its event falls
+            actual = dict(actual)
+            moved = {hold: actual[hold.key] for hold in late}
+            actual.update(dict.fromkeys((hold.key for hold in late), 0))
         op = self._committer(auth, release, keys is not None and cost_units is not None and cost_units <= INT64_MAX)
         result = op(auth.reservation_id, actual, now=ts)
-        if result.needs_init:  # a counter expired (or Redis lost it) since the hold: reload it from the ledger
-            pairs: dict[str, tuple[Limit, Window]] = {}
-            for hold in auth.holds:
-                if hold.rolling_seconds is None:
-                    window = hold.limit.window_at(auth.authorized_at or now)
-                    assert window is not None
-                    pairs[hold.key] = (hold.limit, window)
-            expiries = self._expiries(pairs)
-            lapsed = {key for key in result.needs_init if expiries.get(key, math.inf) <= ts}
-            if lapsed:  # windows that ended before this settle: no live counter is left to correct
-                actual = {key: amount for key, amount in actual.items() if key not in lapsed}
-                result = op(auth.reservation_id, actual, now=ts)
-            if result.needs_init:
-                result = with_init(
-                    self.counters,
-                    lambda: op(auth.reservation_id, actual, now=ts),
-                    self._loader(pairs),
-                    expire_at=expiries,
-                    first=result,
-                )
+        if result.needs_init:
+            result = self._reloaded(auth, op, actual, result, now)
         if result.already:
             return True
+        if late:
+            self._count_late(auth, moved, now)
         if keys is not None and not auth.rate_holds:  # no rolling window, no rate limit: only counters to look at
             self._crossings(auth, used, result.spent, now)
             return False
@@ -108,6 +100,83 @@ class Settlement(RateLimiting):
         after.update(result.spent)  # the keys this call added to (nothing added crosses nothing)
         self._crossings(auth, used, after, now)
         return False
+
+    def _reloaded(
+        self,
+        auth: Authorization,
+        op: Callable[..., CommitResult],
+        actual: dict[str, int],
+        result: CommitResult,
+        now: datetime,
+    ) -> CommitResult:
+        """A commit retried after a counter expired (or Redis lost it) since the hold: reloaded from the ledger."""
+        ts = now.timestamp()
+        pairs: dict[str, tuple[Limit, Window]] = {}
+        for hold in auth.holds:
+            if hold.rolling_seconds is None:
+                window = hold.limit.window_at(auth.authorized_at or now)
+                assert window is not None
+                pairs[hold.key] = (hold.limit, window)
+        expiries = self._expiries(pairs)
+        lapsed = {key for key in result.needs_init if expiries.get(key, math.inf) <= ts}
+        if lapsed:  # windows that ended before this settle: no live counter is left to correct
+            actual = {key: amount for key, amount in actual.items() if key not in lapsed}
+            result = op(auth.reservation_id, actual, now=ts)
+        if result.needs_init:
+            result = with_init(
+                self.counters,
+                lambda: op(auth.reservation_id, actual, now=ts),
+                self._loader(pairs),
+                expire_at=expiries,
+                first=result,
+            )
+        return result
+
+    def _late_holds(self, auth: Authorization, ts: float) -> list[Hold]:
+        """The calendar-window holds of ``auth`` whose window ended before ``ts`` (usually none: one dict
+        lookup per hold, the windows' ends remembered by counter key)."""
+        ends = self._window_ends
+        late: list[Hold] = []
+        for hold in auth.holds:
+            end = ends.get(hold.key)
+            if end is None:
+                window = None
+                if hold.rolling_seconds is None and auth.authorized_at is not None:
+                    window = hold.limit.window_at(auth.authorized_at)
+                end = math.inf if window is None else window.end.timestamp()
+                if len(ends) >= _COST_HOLDS_MAX * 16:
+                    ends.clear()
+                ends[hold.key] = end
+            if end <= ts:
+                late.append(hold)
+        return late
+
+    def _count_late(self, auth: Authorization, moved: Mapping[Hold, int], now: datetime) -> None:
+        """Add what late holds' calls used to the windows they were settled in (where the ledger has them).
+
+        A commit of its own (``<reservation id>/late``, idempotent) on the current windows' counters, which
+        start from the ledger when cold: the event is written after this, so it is not counted twice.
+        """
+        pairs: dict[str, tuple[Limit, Window]] = {}
+        amounts: dict[str, int] = {}
+        for hold, amount in moved.items():
+            window = hold.limit.window_at(now)
+            if window is None or not amount:
+                continue
+            key = self.key(hold.limit, window)
+            pairs[key] = (hold.limit, window)
+            amounts[key] = amounts.get(key, 0) + amount
+        if not amounts:
+            return
+        ts = now.timestamp()
+        reservation_id = f"{auth.reservation_id}/late"
+
+        def add() -> CommitResult:
+            return self.counters.commit(reservation_id, amounts, now=ts)
+
+        result = add()
+        if result.needs_init:
+            with_init(self.counters, add, self._loader(pairs), expire_at=self._expiries(pairs), first=result)
 
     def _committer(self, auth: Authorization, release: bool, plain: bool) -> Callable[..., CommitResult]:
         """The counters' ``release`` or ``commit``; their primitive when the amounts are ``plain`` (ints in range).

@@ -69,6 +69,7 @@ class GovernorBase:
     _estimates: dict[tuple[str, str, int, int | None], tuple[CompiledPrice, RequestEstimate]]
     _cache_options: DecisionOptions
     _cost_holds: dict[int, tuple[tuple[Hold, ...], tuple[str, ...] | None]]
+    _window_ends: dict[str, float]
 
 
 @dataclass(slots=True)
@@ -132,7 +133,7 @@ class LiveState(GovernorBase):
     def ledger_used(self, limit: Limit, window: Window) -> Decimal:
         """What the ledger holds for ``limit`` in ``window`` (the source of truth for counters)."""
         self.before_read()
-        events, prefix = scope_filter(limit.scope, window.start)
+        events, prefix = scope_filter(limit.scope, window.start, None if window.rolling else window.end)
         if prefix is not None:
             rows = self.store.totals_by("model", events)
             return sum(

@@ -102,6 +102,7 @@ class Governor(Estimates, Settlement):
         self._lanes_policy: Policy | None = None  # the snapshot whose plans _lanes holds
         self._shapes: dict[tuple[int, int], Shape] = {}  # by id() of their lanes and estimate, which they keep
         self._cost_holds = {}  # see Settlement._cost_keys
+        self._window_ends = {}  # counter key -> its calendar window's end (see Settlement._late_holds)
         self._contexts: dict[tuple[str | None, ...], RequestContext] = {}
         # (provider, model, input tokens, max_tokens) -> (the static price it was worked out with, estimate)
         self._estimates: dict[tuple[str, str, int, int | None], tuple[CompiledPrice, RequestEstimate]] = {}

@@ -387,8 +387,8 @@ class PolicyCache:
 _FILTER_FIELDS = {"team": "team_id", "user": "user_id", "key": "api_key_id", "session": "session_id"}
 
 
-def scope_filter(scope: Scope, since: datetime) -> tuple[EventFilter, str | None]:
-    """The ledger filter selecting a scope's events since ``since``, and a model prefix to apply by hand.
+def scope_filter(scope: Scope, since: datetime, until: datetime | None = None) -> tuple[EventFilter, str | None]:
+    """The ledger filter selecting a scope's events in ``[since, until)``, and a model prefix to apply by hand.
 
     A model id ending in ``*`` matches by prefix, which an EventFilter cannot express: it is left out of
     the filter and returned instead.
@@ -397,4 +397,4 @@ def scope_filter(scope: Scope, since: datetime) -> tuple[EventFilter, str | None
     prefix = None
     if fields.get("model", "").endswith("*"):
         prefix = fields.pop("model")[:-1]
-    return EventFilter(since=since, **fields), prefix  # type: ignore[arg-type]  # keys are EventFilter's str fields
+    return EventFilter(since=since, until=until, **fields), prefix  # type: ignore[arg-type]  # str fields
