@@ -200,6 +200,25 @@ def analyze(url: str) -> None:
         engine.dispose()
 
 
+def cube_rows(url: str) -> dict[str, dict[str, int]]:
+    """Rows per cube and granularity: what a query's cost grows with (it saturates, events do not)."""
+    import sqlalchemy as sa
+
+    from spendgate.ledger._analytics_schema import CUBES
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            out: dict[str, dict[str, int]] = {}
+            for name, spec in CUBES.items():
+                t = spec.table
+                counts = sa.select(t.c.granularity, sa.func.count()).group_by(t.c.granularity)
+                out[name] = {str(g): int(n) for g, n in conn.execute(counts)}
+            return out
+    finally:
+        engine.dispose()
+
+
 def bench(url: str, n: int, runs: int, load: Callable[[], float]) -> dict[str, Any]:
     open_store(url).close()  # migrate
     result: dict[str, Any] = {"load_s": round(load(), 1)}
@@ -212,6 +231,7 @@ def bench(url: str, n: int, runs: int, load: Callable[[], float]) -> dict[str, A
         result.update(refreshed=moved, refresh_s=round(elapsed, 1), refresh_events_per_s=round(moved / elapsed))
         print(f"refreshed: {result}", file=sys.stderr, flush=True)
         analyze(url)  # planner statistics for the filled cubes (autovacuum / a periodic ANALYZE in production)
+        result["cube_rows"] = cube_rows(url)
         live_tail(store)
         analytics = Analytics(store)
         day = END - timedelta(days=1)

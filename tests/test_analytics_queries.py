@@ -300,6 +300,7 @@ def test_the_planner_reads_the_coarsest_rows_and_says_so() -> None:
     )
     assert plan(Query(since, until, {"user_id": "a", "tag": "a=b"}, Group(), False)).source == "raw"
     assert plan(Query(since, until, {"user_id": "a"}, Group(), True)).source == "raw"  # no sketches per user
+    assert plan(Query(since, until, {"tag": "a=b"}, Group(entity="tag"), False)).source == "raw"  # co-tags
     assert plan(Query(since, until, {}, Group(time="hour"), False)).source == "analytics_series: hour, minute + raw"
     assert plan(Query(since, until, {"model": "m"}, Group(time="how"), False)).source == "analytics_main: hour + raw"
     midnight = T0.replace(hour=0)
@@ -370,6 +371,13 @@ def test_distinct_counts_merge_cube_raw_edges_and_queued_events(ledger_store: Us
     with patch.object(analytics_cubes, "_IN_LIMIT", in_limit):
         summary = Analytics(ledger_store).summary(day, day + timedelta(hours=5, minutes=30))  # a ragged end: raw
     assert (summary.unique_users, summary.sessions, summary.models) == (2, 3, 2)
+
+
+def test_a_breakdown_by_tag_filtered_by_tag_lists_the_other_tags_of_the_events(ledger_store: UsageStore) -> None:
+    ledger_store.record_many([make_event(event_id="a", tags={"env": "prod", "app": "x"}), make_event(event_id="b")])
+    assert refresh(ledger_store) == 2  # in the cubes, where each row holds one tag
+    rows = Analytics(ledger_store).breakdown("tag", T0, T0 + timedelta(hours=1), Filters(tag="app=x")).rows
+    assert sorted((row.key, row.totals.requests) for row in rows) == [("app=x", 1), ("env=prod", 1)]
 
 
 def test_top_n_and_most_used_models(ledger_store: UsageStore) -> None:

@@ -202,7 +202,7 @@ class Analytics:
                 results.append(execute(conn, query, chosen, tail))
                 sources.append(chosen.source)
             distinct = [count_keys(conn, query, plan(query), tail) for query in counts]
-            tail.rows()
+            tail.load()
             return results, sources, tail.items, distinct
 
     @staticmethod

@@ -4,23 +4,25 @@ Cube segments are summed in SQL (sketches merged in Python). Raw segments are re
 ``usage_events`` with the current cost. The tail (events and re-ratings still in the analytics queue)
 is added for the periods answered from cubes, events with their original cost and re-ratings as
 ``new - old``, exactly as the worker will add them, so an answer is exact and current whether or not
-the worker has run. Everything is read in one transaction (REPEATABLE READ on PostgreSQL), so a refresh
-committing meanwhile is seen either entirely or not at all.
+the worker has run. Under a cube, raw segments and queued events are grouped and summed by the
+database (:mod:`spendgate.analytics._edges`); only a query no cube covers reads events one by one.
+Everything is read in one transaction (REPEATABLE READ on PostgreSQL), so a refresh committing
+meanwhile is seen either entirely or not at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
+from spendgate.analytics._edges import EdgeGroups, Period, event_keys, sum_events
 from spendgate.analytics._measures import Agg, Cell, Delta, adjustment_delta, event_delta, merge_values
 from spendgate.analytics._plan import ENTITY_FILTERS, PLAIN_FILTERS, Plan, Query, bucket_key
 from spendgate.analytics._refresh import entity_values
 from spendgate.ledger._analytics_cubes import Window, aggregate, count_distinct, sketch_rows
-from spendgate.ledger._analytics_queue import EVENT_COLUMNS, queued, read_adjustments, read_events
+from spendgate.ledger._analytics_queue import EVENT_COLUMNS, queued, read_adjustments
 from spendgate.ledger._analytics_schema import SKETCH_COLUMNS
 from spendgate.ledger._schema import usage_events
 
@@ -94,55 +96,71 @@ class _Collector:
             agg.add_cell(cell)
 
 
-def _raw_where(query: Query, since: datetime, until: datetime) -> list[sa.ColumnElement[bool]]:
-    conditions = [_e.c.timestamp >= since, _e.c.timestamp < until]
-    for name, value in query.filters.items():
-        if name != "tag":
-            conditions.append(_e.c[name] == value)
-    return conditions
-
-
-def _in(moment: datetime, ranges: Iterable[tuple[datetime, datetime]]) -> bool:
-    return any(start <= moment < end for start, end in ranges)
+def _raw_scan(conn: sa.Connection, query: Query) -> Iterator[Any]:
+    """Every event of the period matching the filters (a query no cube covers), streamed."""
+    conditions = [_e.c.timestamp >= query.since, _e.c.timestamp < query.until]
+    conditions += [_e.c[name] == value for name, value in query.filters.items() if name != "tag"]
+    yield from conn.execute(sa.select(*EVENT_COLUMNS).where(*conditions))
 
 
 def _windows(plan: Plan) -> list[Window]:
     return [(s.granularity, s.since, s.until) for s in plan.segments if s.granularity is not None]
 
 
-def _raw_rows(conn: sa.Connection, query: Query, plan: Plan, tail: Tail) -> Iterator[Any]:
-    for segment in plan.segments:
-        if segment.granularity is None:
-            if plan.cube is None:  # a whole period without a cube: streamed, never kept
-                yield from conn.execute(
-                    sa.select(*EVENT_COLUMNS).where(*_raw_where(query, segment.since, segment.until))
-                )
-            else:  # the ragged edges around cube buckets: small, shared by the parts of one answer
-                yield from tail.raw(query, segment.since, segment.until)
+def _edges(conn: sa.Connection, query: Query, plan: Plan, tail: Tail) -> EdgeGroups:
+    """The raw segments (current cost) and the queued events in the cube periods (original cost), per group."""
+    edges: EdgeGroups = {}
+    tail.load()
+    sum_events(conn, query, _raw_periods(plan), tail=False, into=edges)
+    if tail.events:
+        sum_events(conn, query, _ranges(plan), tail=True, into=edges)
+    return edges
+
+
+def _ranges(plan: Plan) -> list[Period]:
+    """The periods answered from cube rows."""
+    return [(s.since, s.until) for s in plan.segments if s.granularity is not None]
+
+
+def _raw_periods(plan: Plan) -> list[Period]:
+    """The periods read from raw events (the ragged edges)."""
+    return [(s.since, s.until) for s in plan.segments if s.granularity is None]
+
+
+def _group(groups: Groups, key: tuple[Any, ...], query: Query) -> Agg:
+    agg = groups.get(key)
+    if agg is None:
+        agg = groups[key] = Agg(query.sketches, query.slots)
+    return agg
 
 
 def execute(conn: sa.Connection, query: Query, plan: Plan, tail: Tail) -> Groups:
     """The groups answering ``query`` (``tail``: the snapshot's queued items, added to cube periods)."""
     groups: Groups = {}
     collector = _Collector(query)
-    for row in _raw_rows(conn, query, plan, tail):
-        collector.add(row, event_delta(row, row.cost))
+    if plan.cube is None:
+        for row in _raw_scan(conn, query):
+            collector.add(row, event_delta(row, row.cost))
+        collector.fold(groups)
+        return groups
     windows = _windows(plan)
-    if plan.cube is not None and windows:
+    if windows:
         key = _cube_key(query, plan)
         for values, measures in aggregate(conn, plan.cube, windows, plan.cube_filters, plan.group_columns):
-            out = key(values)
-            agg = groups.get(out)
-            if agg is None:
-                agg = groups[out] = Agg(query.sketches, query.slots)
-            merge_values(agg.values, measures)
+            merge_values(_group(groups, key(values), query).values, measures)
         if query.sketches:
             names = [SKETCH_COLUMNS[slot] for slot in query.slots]
             for values, texts in sketch_rows(conn, plan.cube, windows, plan.cube_filters, plan.group_columns, names):
                 agg = groups.get(key(values))
                 if agg is not None:
                     agg.add_texts(texts)
-        tail.add_to(collector, [(w[1], w[2]) for w in windows])
+    for out, (measures, sketches) in _edges(conn, query, plan, tail).items():
+        agg = _group(groups, out, query)
+        merge_values(agg.values, measures)
+        if agg.sketches is not None and sketches is not None:
+            for target, sketch in zip(agg.sketches, sketches, strict=True):
+                target.add_sketch(sketch)
+    tail.add_adjustments(collector, _ranges(plan))
     collector.fold(groups)
     return groups
 
@@ -152,64 +170,52 @@ def count_keys(conn: sa.Connection, query: Query, plan: Plan, tail: Tail) -> lis
 
     From a cube: ``COUNT(DISTINCT)`` over its rows, plus the values seen only in raw segments or the tail.
     """
-    keys = _event_keys(query)
     extra: list[set[Any]] = [set() for _ in plan.group_columns]
+    if plan.cube is None:
+        keys = _event_keys(query)
+        found: Iterator[tuple[Any, ...]] = (key for row in _raw_scan(conn, query) for key in keys(row))
+    else:
+        tail.load()
+        seen = event_keys(conn, query, _raw_periods(plan), tail=False)
+        if tail.events:
+            seen |= event_keys(conn, query, _ranges(plan), tail=True)
+        found = iter(seen)
+    for key in found:
+        for i, value in enumerate(key):
+            extra[i].add(value)
     windows = _windows(plan)
-
-    def see(row: Any) -> None:
-        for key in keys(row):
-            for i, value in enumerate(key):
-                extra[i].add(value)
-
-    for row in _raw_rows(conn, query, plan, tail):
-        see(row)
     if plan.cube is None or not windows:
         return [len(values - {None}) for values in extra]
-    ranges = [(w[1], w[2]) for w in windows]
-    for event in tail.rows()[0]:
-        if _in(event.timestamp, ranges):
-            see(event)
     return count_distinct(conn, plan.cube, windows, plan.cube_filters, plan.group_columns, extra)
 
 
 class Tail:
-    """The queued (not yet refreshed) events and re-ratings, read once per snapshot."""
+    """The analytics queue as one snapshot sees it: how many events it lists, and its re-ratings.
+
+    Queued events are summed by the database (:func:`~spendgate.analytics._edges.sum_events`);
+    re-ratings are read here, once per snapshot, and added event by event.
+    """
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
-        self._loaded: tuple[list[Any], list[Any]] | None = None
-        self._raw: dict[tuple[datetime, datetime, tuple[tuple[str, str], ...]], list[Any]] = {}
+        self._adjustment_ids: list[Any] | None = None
+        self._adjustments: list[Any] | None = None
+        self.events = 0
         self.items = 0
 
-    def raw(self, query: Query, since: datetime, until: datetime) -> list[Any]:
-        """The raw events of ``[since, until)`` matching ``query``'s filters, read once per snapshot (the
-        parts of one answer, e.g. a summary's totals and its distinct counts, share their ragged edges)."""
-        key = (since, until, tuple(sorted(query.filters.items())))
-        found = self._raw.get(key)
-        if found is None:
-            statement = sa.select(*EVENT_COLUMNS).where(*_raw_where(query, since, until))
-            found = self._raw[key] = list(self._conn.execute(statement))
-        return found
-
-    def rows(self) -> tuple[list[Any], list[Any]]:
-        """(event rows, adjustment rows) of every queue row."""
-        if self._loaded is None:
+    def load(self) -> None:
+        """Read the queue rows (once)."""
+        if self._adjustment_ids is None:
             queue = queued(self._conn)
-            event_ids = [i for row in queue if row.kind == "events" for i in row.ids]
-            adjustment_ids = [i for row in queue if row.kind == "adjustments" for i in row.ids]
-            self.items = len(event_ids) + len(adjustment_ids)
-            self._loaded = (
-                list(read_events(self._conn, event_ids)),
-                list(read_adjustments(self._conn, adjustment_ids)),
-            )
-        return self._loaded
+            self.events = sum(len(row.ids) for row in queue if row.kind == "events")
+            self._adjustment_ids = [i for row in queue if row.kind == "adjustments" for i in row.ids]
+            self.items = self.events + len(self._adjustment_ids)
 
-    def add_to(self, collector: _Collector, ranges: list[tuple[datetime, datetime]]) -> None:
-        """Add the queued items timestamped in ``ranges`` (the periods answered from cubes)."""
-        events, adjustments = self.rows()
-        for event in events:
-            if _in(event.timestamp, ranges):
-                collector.add(event, event_delta(event, event.original_cost))
-        for adjustment in adjustments:
-            if _in(adjustment.timestamp, ranges):
+    def add_adjustments(self, collector: _Collector, ranges: list[Period]) -> None:
+        """Add the queued re-ratings of events timestamped in ``ranges`` (the periods answered from cubes)."""
+        self.load()
+        if self._adjustments is None:
+            self._adjustments = list(read_adjustments(self._conn, self._adjustment_ids or []))
+        for adjustment in self._adjustments:
+            if any(start <= adjustment.timestamp < end for start, end in ranges):
                 collector.add(adjustment, adjustment_delta(adjustment.old_units, adjustment.new_units))

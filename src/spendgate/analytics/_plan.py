@@ -125,7 +125,9 @@ def _entity(query: Query) -> tuple[str | None, bool]:
     if len(wanted) > 1:
         return None, False
     tag = query.filters.get("tag")
-    return (next(iter(wanted)) if wanted else None), tag is None or len(tag) <= VALUE_LIMIT
+    # Grouped by tag with a tag filter: an event's other tags count too, and cube rows hold one tag each.
+    grouped_by_tag = tag is not None and query.group.entity == "tag"
+    return (next(iter(wanted)) if wanted else None), tag is None or (len(tag) <= VALUE_LIMIT and not grouped_by_tag)
 
 
 def plan(query: Query) -> Plan:
