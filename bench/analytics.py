@@ -1,6 +1,7 @@
 """Analytics figures: refresh throughput and dashboard query times over N generated events. Prints JSON.
 
     .venv/bin/python bench/analytics.py [--events 10000000] [--backend sqlite|postgresql|both] [--runs 5]
+        [--keep PATH]
 
 Generates 90 days of realistic traffic (~200 users in ~10 teams, ~300 keys, 4 providers, 12 models,
 3 request types, a few tags, sessions of a few hours), inserts it in bulk (SQLite executemany in big
@@ -8,7 +9,9 @@ transactions, PostgreSQL COPY) with one analytics queue row per 5,000 events, ru
 completion (events/s), records a live tail of 2,000 events through the store (left queued, as between
 two worker runs), then times every dashboard query (median and max of ``--runs``) for the last 24 h,
 7 d, 30 d and 90 d, without a filter and with a team or a model filter. Target: <= 100 ms a query.
-Not a test: figures depend on the machine.
+``--keep PATH`` (SQLite) builds the database at PATH and keeps it; when PATH exists it is reused as it
+is (no load, refresh or new tail), so two versions of the code can be timed on the same data.
+Not a test: figures depend on the machine (the load average before and after is printed).
 """
 
 from __future__ import annotations
@@ -219,7 +222,8 @@ def cube_rows(url: str) -> dict[str, dict[str, int]]:
         engine.dispose()
 
 
-def bench(url: str, n: int, runs: int, load: Callable[[], float]) -> dict[str, Any]:
+def prepare(url: str, n: int, load: Callable[[], float]) -> dict[str, Any]:
+    """Load ``n`` events, refresh the cubes, ANALYZE, then record the live tail (left queued)."""
     open_store(url).close()  # migrate
     result: dict[str, Any] = {"load_s": round(load(), 1)}
     print(f"loaded {n} events in {result['load_s']} s", file=sys.stderr, flush=True)
@@ -233,6 +237,13 @@ def bench(url: str, n: int, runs: int, load: Callable[[], float]) -> dict[str, A
         analyze(url)  # planner statistics for the filled cubes (autovacuum / a periodic ANALYZE in production)
         result["cube_rows"] = cube_rows(url)
         live_tail(store)
+    return result
+
+
+def bench(url: str, n: int, runs: int, load: Callable[[], float], *, prepared: bool = False) -> dict[str, Any]:
+    """Prepare the database (unless ``prepared``: reused as it is), then time the queries."""
+    result: dict[str, Any] = {"reused": url} if prepared else prepare(url, n, load)
+    with open_store(url) as store:
         analytics = Analytics(store)
         day = END - timedelta(days=1)
         result["sources"] = {
@@ -251,9 +262,16 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep", metavar="PATH", help="SQLite database to build and keep, or to reuse if it exists")
     args = parser.parse_args()
     result: dict[str, Any] = {"events": args.events, "machine": f"{os.cpu_count()} cores"}
-    if args.backend in ("sqlite", "both"):
+    result["load_average_before"] = os.getloadavg()
+    if args.keep and args.backend in ("sqlite", "both"):
+        path, prepared = args.keep, os.path.exists(args.keep)
+        result["sqlite"] = bench(
+            f"sqlite:///{path}", args.events, args.runs, lambda: load_sqlite(path, args.events), prepared=prepared
+        )
+    elif args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory() as tmp:
             path = f"{tmp}/analytics.db"
             result["sqlite"] = bench(
@@ -273,6 +291,7 @@ def main() -> None:
             with admin.connect() as conn:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
+    result["load_average_after"] = os.getloadavg()
     print(json.dumps(result, indent=2))
 
 

@@ -99,6 +99,16 @@ def _load(store: UsageStore, specs: list[dict[str, Any]], refreshed: int, rerate
             store.apply_adjustments(changes)
 
 
+def loaded(
+    store: UsageStore, specs: list[dict[str, Any]], refreshed: int, rerated: int,
+    period: tuple[int, int], flt: dict[str, str],
+) -> tuple[datetime, datetime, Analytics, Filters]:  # fmt: skip
+    """``_load`` the events, then the query's period (from ``period_st``), analytics and filters."""
+    _load(store, specs, refreshed, rerated)
+    since = T0 + timedelta(seconds=period[0], microseconds=period[0] % 999_983)
+    return since, since + timedelta(seconds=period[1]), Analytics(store), Filters(**flt)
+
+
 # -- the reference: plain Python over the raw events ------------------------------------------------
 
 
@@ -182,26 +192,29 @@ def _bucket(moment: datetime, granularity: str) -> datetime:
     }[granularity]
 
 
+#: What ``loaded`` takes from hypothesis: events, how many are refreshed and re-rated, period, filters.
+LOADS: dict[str, st.SearchStrategy[Any]] = {
+    "specs": st.lists(event_st, min_size=1, max_size=40),
+    "refreshed": st.integers(0, 40),
+    "rerated": st.integers(0, 10),
+    "period": period_st,
+    "flt": filters_st,
+}
+
+
 # -- the properties -------------------------------------------------------------------------------
 
 
 @SETTINGS
 @given(
-    specs=st.lists(event_st, min_size=1, max_size=40),
-    refreshed=st.integers(0, 40),
-    rerated=st.integers(0, 10),
-    period=period_st,
-    flt=filters_st,
+    **LOADS,
     by=st.sampled_from(["user", "team", "key", "provider", "model", "request_type", "tag", "session"]),
 )
 def test_summary_and_breakdown_equal_the_raw_events(
     ledger_store: UsageStore, specs: list[dict[str, Any]], refreshed: int, rerated: int,
     period: tuple[int, int], flt: dict[str, str], by: str,
 ) -> None:  # fmt: skip
-    _load(ledger_store, specs, refreshed, rerated)
-    since = T0 + timedelta(seconds=period[0], microseconds=period[0] % 999_983)
-    until = since + timedelta(seconds=period[1])
-    analytics, filters = Analytics(ledger_store), Filters(**flt)
+    since, until, analytics, filters = loaded(ledger_store, specs, refreshed, rerated, period, flt)
     events = _matching(ledger_store, since, until, flt)
 
     summary = analytics.summary(since, until, filters)
@@ -233,11 +246,7 @@ def test_summary_and_breakdown_equal_the_raw_events(
 
 @SETTINGS
 @given(
-    specs=st.lists(event_st, min_size=1, max_size=40),
-    refreshed=st.integers(0, 40),
-    rerated=st.integers(0, 10),
-    period=period_st,
-    flt=filters_st,
+    **LOADS,
     granularity=st.sampled_from(["minute", "hour", "day", "week", "month"]),
     metric=st.sampled_from(["requests", "cost", "tokens", "latency"]),
 )
@@ -245,10 +254,7 @@ def test_timeseries_heatmap_and_efficiency_equal_the_raw_events(
     ledger_store: UsageStore, specs: list[dict[str, Any]], refreshed: int, rerated: int,
     period: tuple[int, int], flt: dict[str, str], granularity: str, metric: str,
 ) -> None:  # fmt: skip
-    _load(ledger_store, specs, refreshed, rerated)
-    since = T0 + timedelta(seconds=period[0], microseconds=period[0] % 999_983)
-    until = since + timedelta(seconds=period[1])
-    analytics, filters = Analytics(ledger_store), Filters(**flt)
+    since, until, analytics, filters = loaded(ledger_store, specs, refreshed, rerated, period, flt)
     events = _matching(ledger_store, since, until, flt)
 
     series = analytics.timeseries(granularity, metric, since, until, filters)  # type: ignore[arg-type]

@@ -17,7 +17,16 @@ from spendgate.analytics._execute import Groups, Tail, count_keys, execute
 from spendgate.analytics._measures import COST, LATENCY, TOKENS, Agg
 from spendgate.analytics._plan import Group, Query, plan
 from spendgate.analytics._refresh import pending
-from spendgate.analytics._results import METRICS, Metric, Stats, Totals, stats_of, totals_of
+from spendgate.analytics._results import (
+    METRIC_MEASURES,
+    METRICS,
+    TOTALS_MEASURES,
+    Metric,
+    Stats,
+    Totals,
+    stats_of,
+    totals_of,
+)
 from spendgate.errors import InvalidUsageError
 from spendgate.ledger import UsageStore
 from spendgate.ledger._analytics_queue import engine_of
@@ -51,6 +60,9 @@ GRANULARITIES: tuple[Granularity, ...] = get_args(Granularity)
 _THOUSAND = Decimal(1000)
 _EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 _MONEY = Decimal(1).scaleb(-12)
+#: The measures the heatmap and the efficiency table read (see ``Query.measures``).
+_HEATMAP = ("requests", "cost")
+_EFFICIENCY = ("requests", "input_tokens", "output_tokens", "cost")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,9 +218,17 @@ class Analytics:
             return results, sources, tail.items, distinct
 
     @staticmethod
-    def _query(since: datetime, until: datetime, filters: Filters | None, group: Group, sketches: bool) -> Query:
+    def _query(
+        since: datetime,
+        until: datetime,
+        filters: Filters | None,
+        group: Group,
+        sketches: bool,
+        measures: tuple[str, ...] | None = None,
+    ) -> Query:
+        """The query; ``measures``: the ones the caller reads (the only ones summed from cubes; ``None``: all)."""
         _period(since, until)
-        return Query(since, until, (filters or Filters()).as_dict(), group, sketches)
+        return Query(since, until, (filters or Filters()).as_dict(), group, sketches, measures=measures)
 
     @staticmethod
     def _one_currency(groups: Groups, filters: Filters | None) -> str | None:
@@ -263,7 +283,7 @@ class Analytics:
             raise InvalidUsageError("top", f"must be a positive integer, got {top!r}")
         base = _BY[by]
         group = Group(columns=("currency", *base.columns), entity=base.entity)
-        results, sources, _, _ = self._run([self._query(since, until, filters, group, False)])
+        results, sources, _, _ = self._run([self._query(since, until, filters, group, False, TOTALS_MEASURES)])
         currency = self._one_currency(results[0], filters)
         rows = [BreakdownRow(key=key[1], totals=totals_of(agg.values)) for key, agg in results[0].items()]
 
@@ -298,7 +318,7 @@ class Analytics:
             raise InvalidUsageError("metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
         columns = ("currency",) if metric == "cost" else ()
         group = Group(columns=columns, time=granularity)
-        query = self._query(since, until, filters, group, metric != "requests")
+        query = self._query(since, until, filters, group, metric != "requests", METRIC_MEASURES[metric])
         slot = {"cost": COST, "latency": LATENCY}.get(metric, TOKENS)
         results, sources, _, _ = self._run([replace(query, slots=(slot,))])
         currency = self._one_currency(results[0], filters) if metric == "cost" else None
@@ -309,7 +329,7 @@ class Analytics:
     def heatmap(self, since: datetime, until: datetime, filters: Filters | None = None) -> Heatmap:
         """Requests and cost per (weekday, hour) in UTC: the activity heatmap."""
         group = Group(columns=("currency",), time="how")
-        results, sources, _, _ = self._run([self._query(since, until, filters, group, False)])
+        results, sources, _, _ = self._run([self._query(since, until, filters, group, False, _HEATMAP)])
         currency = self._one_currency(results[0], filters)
         requests = [[0] * 24 for _ in range(7)]
         cost = [[Decimal(0)] * 24 for _ in range(7)]
@@ -323,7 +343,7 @@ class Analytics:
     def efficiency(self, since: datetime, until: datetime, filters: Filters | None = None) -> Efficiency:
         """Cost per 1,000 tokens (input + output) per model, most expensive first."""
         group = Group(columns=("currency", "provider", "model"))
-        results, sources, _, _ = self._run([self._query(since, until, filters, group, False)])
+        results, sources, _, _ = self._run([self._query(since, until, filters, group, False, _EFFICIENCY)])
         currency = self._one_currency(results[0], filters)
         rows = []
         for key, agg in results[0].items():

@@ -146,7 +146,8 @@ def execute(conn: sa.Connection, query: Query, plan: Plan, tail: Tail) -> Groups
     windows = _windows(plan)
     if windows:
         key = _cube_key(query, plan)
-        for values, measures in aggregate(conn, plan.cube, windows, plan.cube_filters, plan.group_columns):
+        cube_rows = aggregate(conn, plan.cube, windows, plan.cube_filters, plan.group_columns, query.measures)
+        for values, measures in cube_rows:
             merge_values(_group(groups, key(values), query).values, measures)
         if query.sketches:
             names = [SKETCH_COLUMNS[slot] for slot in query.slots]

@@ -61,6 +61,8 @@ class Query:
     sketches: bool = False
     #: Which sketches (0 latency, 1 cost, 2 tokens) to read from cubes when ``sketches`` is set.
     slots: tuple[int, ...] = (0, 1, 2)
+    #: Which measures (``MEASURE_COLUMNS`` names) to sum from cubes; ``None``: all. The others are incomplete.
+    measures: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

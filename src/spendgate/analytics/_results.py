@@ -15,15 +15,34 @@ from decimal import Decimal
 from typing import Any, Literal, get_args
 
 from spendgate.analytics._measures import COST, LATENCY, TOKENS, Agg
-from spendgate.ledger._analytics_schema import MEASURE_COLUMNS
+from spendgate.ledger._analytics_schema import MEASURE_COLUMNS, SUM_COLUMNS
 from spendgate.ledger._money import from_units
 
-__all__ = ["METRICS", "Metric", "Stats", "Totals", "jsonable", "stats_of", "totals_of"]
+__all__ = [
+    "METRICS",
+    "METRIC_MEASURES",
+    "TOTALS_MEASURES",
+    "Metric",
+    "Stats",
+    "Totals",
+    "jsonable",
+    "stats_of",
+    "totals_of",
+]
 
 #: What a time series measures per bucket.
 Metric = Literal["requests", "cost", "tokens", "latency"]
 METRICS: tuple[Metric, ...] = get_args(Metric)
 _I = {name: i for i, name in enumerate(MEASURE_COLUMNS)}
+#: The measures :func:`totals_of` reads (a query returning totals sums only these from cubes).
+TOTALS_MEASURES = SUM_COLUMNS
+#: The measures :func:`stats_of` reads per metric.
+METRIC_MEASURES: dict[Metric, tuple[str, ...]] = {
+    "requests": ("requests",),
+    "cost": ("requests", "unpriced_requests", "cost", "cost_sq"),
+    "latency": ("latency_requests", "latency_sum", "latency_sq", "latency_min", "latency_max"),
+    "tokens": ("requests", "input_tokens", "output_tokens", "tokens_sq", "tokens_min", "tokens_max"),
+}
 _QUANTILES = (0.5, 0.95, 0.99)
 _MONEY = Decimal(1).scaleb(-12)
 

@@ -149,34 +149,54 @@ def _where(spec: CubeSpec, windows: Sequence[Window], filters: Mapping[str, str]
     return [sa.or_(*periods)]
 
 
+#: Position of each measure in the measure vector.
+_INDEX = {name: i for i, name in enumerate(MEASURE_COLUMNS)}
+#: What an unselected measure reads as (nothing summed): 0, 0.0, or ``None`` for minimums and maximums.
+_UNSET = tuple(0.0 if c in FLOAT_COLUMNS else None if c in (*MIN_COLUMNS, *MAX_COLUMNS) else 0 for c in MEASURE_COLUMNS)
+
+
+def _selection(measures: Collection[str] | None) -> tuple[str, ...]:
+    """``measures`` in vector order, always with ``requests`` (its NULL sum tells an empty aggregate); ``None``: all."""
+    if measures is None:
+        return MEASURE_COLUMNS
+    unknown = set(measures) - set(MEASURE_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown measures: {', '.join(sorted(unknown))}")
+    return tuple(c for c in MEASURE_COLUMNS if c == "requests" or c in measures)
+
+
 @functools.cache
-def _measure_columns(name: str) -> tuple[sa.ColumnElement[Any], ...]:
+def _measure_columns(name: str, measures: tuple[str, ...]) -> tuple[sa.ColumnElement[Any], ...]:
     t = CUBES[name].table
     columns: list[sa.ColumnElement[Any]] = []
-    for column in SUM_COLUMNS:
+    for column in measures:
         if column in MONEY_COLUMNS:
             columns.append(sa.func.sum(t.c[column] // _SPLIT))
             columns.append(sa.func.sum(t.c[column] % _SPLIT))
+        elif column in MIN_COLUMNS:
+            columns.append(sa.func.min(t.c[column]))
+        elif column in MAX_COLUMNS:
+            columns.append(sa.func.max(t.c[column]))
         else:
             columns.append(sa.func.sum(t.c[column]))
-    columns += [sa.func.sum(t.c[column]) for column in FLOAT_COLUMNS]
-    columns += [sa.func.min(t.c[column]) for column in MIN_COLUMNS]
-    columns += [sa.func.max(t.c[column]) for column in MAX_COLUMNS]
     return tuple(columns)
 
 
-def _measures(row: Sequence[Any], i: int) -> list[Any]:
-    values: list[Any] = []
-    for name in SUM_COLUMNS:
+def _measures(row: Sequence[Any], i: int, measures: tuple[str, ...]) -> list[Any]:
+    """The full measure vector of a result row from column ``i`` on (unselected measures unset)."""
+    values = list(_UNSET)
+    for name in measures:
         if name in MONEY_COLUMNS:
-            values.append(int(row[i]) * _SPLIT + int(row[i + 1]))
-            i += 2
-        else:
-            values.append(int(row[i]))
+            value: Any = int(row[i]) * _SPLIT + int(row[i + 1])
             i += 1
-    values += [float(row[i + k]) for k in range(len(FLOAT_COLUMNS))]
-    i += len(FLOAT_COLUMNS)
-    values += [None if v is None else int(v) for v in row[i:]]
+        elif name in FLOAT_COLUMNS:
+            value = float(row[i])
+        elif name in SUM_COLUMNS or row[i] is not None:
+            value = int(row[i])
+        else:
+            value = None
+        values[_INDEX[name]] = value
+        i += 1
     return values
 
 
@@ -186,17 +206,24 @@ def aggregate(
     windows: Sequence[Window],
     filters: Mapping[str, str],
     group_by: Sequence[str],
+    measures: Collection[str] | None = None,
 ) -> Iterator[tuple[tuple[Any, ...], list[Any]]]:
-    """Per group: the group's values and its measure vector (money recombined into exact integers)."""
+    """Per group: the group's values and its measure vector (money recombined into exact integers).
+
+    ``measures``: the :data:`MEASURE_COLUMNS` to read and sum (``None``: all); the others are left
+    unset (0, or ``None`` for minimums and maximums). A wide cube row costs per aggregate, so a query
+    that needs a few measures reads only those.
+    """
     t = spec.table
+    selected = _selection(measures)
     groups = [t.c[name] for name in group_by]
-    query = sa.select(*groups, *_measure_columns(spec.name)).where(*_where(spec, windows, filters))
+    query = sa.select(*groups, *_measure_columns(spec.name, selected)).where(*_where(spec, windows, filters))
     if groups:
         query = query.group_by(*groups)
     width = len(group_by)
     for row in conn.execute(query):
         if row[width] is not None:  # None: no rows at all (an aggregate without GROUP BY)
-            yield tuple(row[:width]), _measures(row, width)
+            yield tuple(row[:width]), _measures(row, width, selected)
 
 
 def sketch_rows(
