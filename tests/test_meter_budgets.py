@@ -248,6 +248,29 @@ def test_reconcile_corrects_drift(sqlite_url: str) -> None:
         assert m.budget_status(user_id="max")[0].spent == 1 and m.reconcile() == []
 
 
+def test_reconcile_with_grace_lowers_only_a_counter_that_stays_ahead(sqlite_url: str) -> None:
+    with meter(sqlite_url) as m:
+        limit = m.set_limit(scope="user", scope_id="max", metric="requests", amount=10)
+        m.settle(m.authorize(user_id="max", provider="openai", model="gpt-4o", input_tokens=1), Usage(input_tokens=1))
+        window = limit.window_at(T0)
+        assert window is not None
+        key = m.governor.key(limit, window)
+        other = {"user_id": "max", "provider": "openai", "model": "gpt-4o", "usage": {"input_tokens": 1}}
+        # Another worker's settle: its counter commit is in, its journaled event reaches the ledger meanwhile.
+        assert m.counters.compare_and_set(key, 1, 2)
+        threading.Timer(0.05, m.record_many, [[{**other, "event_id": "in-flight"}]]).start()
+        assert m.reconcile(grace_s=0.5) == [] and m.budget_status(user_id="max")[0].spent == 2
+        # A counter that moves while it is looked at again is left alone (reported, not corrected).
+        assert m.counters.compare_and_set(key, 2, 7)
+        threading.Timer(0.05, m.counters.compare_and_set, [key, 7, 8]).start()
+        (moved,) = m.reconcile(grace_s=0.5)
+        assert (moved.counter, moved.ledger, moved.corrected) == (Decimal(7), Decimal(2), False)
+        # One that stays ahead is lowered to the ledger.
+        (drift,) = m.reconcile(grace_s=0.05)
+        assert (drift.counter, drift.ledger, drift.corrected) == (Decimal(8), Decimal(2), True)
+        assert m.budget_status(user_id="max")[0].spent == 2
+
+
 def test_counter_store_down_fails_closed_for_hard_limits(sqlite_url: str) -> None:
     with meter(sqlite_url, counters_url="redis://127.0.0.1:1/0?socket_timeout=0.2") as m:
         assert m.authorize(user_id="ned", provider="openai", model="gpt-4o", input_tokens=1).allowed  # no limits

@@ -236,6 +236,12 @@ class Settings(BaseSettings):
         description="How often the service compares live budget counters with the ledger and corrects drift"
         " (Meter.reconcile); 0 disables the job.",
     )
+    reconcile_grace_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="A counter ahead of the ledger is lowered only if it is still the same this much later (other"
+        " workers' journaled settles reach the ledger meanwhile).",
+    )
     anomaly_config: dict[str, Any] = Field(
         default_factory=dict, description="AnomalyConfig fields, e.g. {'cost_ratio': '2.5', 'min_requests': 50}."
     )

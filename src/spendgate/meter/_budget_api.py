@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from spendgate.budgets import (
     RateLimit,
     RequestContext,
     Scope,
+    Window,
 )
 from spendgate.counters import CounterUnavailable
 from spendgate.errors import InvalidUsageError
@@ -557,16 +559,23 @@ class BudgetMethods:
             )
         return out
 
-    def reconcile(self) -> list[Drift]:
+    def reconcile(self, *, grace_s: float = 0.0) -> list[Drift]:
         """Compare every stored limit's live counter in its current window with the ledger, and correct drift.
 
         A counter is only corrected if it did not change while the ledger was read (compare-and-set), so
         a reconciliation racing live traffic never loses a settle; it reports what it found either way.
+
+        ``grace_s``: with several processes sharing counters (the service's workers on Redis), a counter
+        ahead of the ledger may only be ahead by other processes' settles still in their journals (a
+        settle commits its counter first). Such a counter is looked at again after ``grace_s`` and lowered
+        only if it stayed the same and the ledger still disagrees; a counter behind the ledger is raised
+        at once (that is never in flight).
         """
         now = self.clock.now()
         self.flush()
         policy = self.governor.policy.get()
         drifts: list[Drift] = []
+        ahead: list[tuple[str, Limit, Window, int]] = []
         for limit in policy.limits:
             window = limit.window_at(now)
             if window is None or limit.rolling_seconds is not None:
@@ -576,18 +585,22 @@ class BudgetMethods:
             if not before.initialized:
                 continue
             ledger = to_units(limit.metric, self.governor.ledger_used(limit, window))
-            if ledger != before.spent:
-                corrected = self.governor.counters.compare_and_set(key, before.spent, ledger)
-                drifts.append(
-                    Drift(
-                        key,
-                        limit.id,
-                        from_units(limit.metric, before.spent),
-                        from_units(limit.metric, ledger),
-                        corrected,
-                    )
-                )
+            if ledger < before.spent and grace_s > 0:
+                ahead.append((key, limit, window, before.spent))
+            elif ledger != before.spent:
+                drifts.append(self._correct(key, limit, before.spent, ledger))
+        if ahead:
+            time.sleep(grace_s)
+            self.flush()
+            for key, limit, window, spent in ahead:
+                ledger = to_units(limit.metric, self.governor.ledger_used(limit, window))
+                if ledger != spent:  # the counter may have moved meanwhile: then compare-and-set leaves it
+                    drifts.append(self._correct(key, limit, spent, ledger))
         return drifts
+
+    def _correct(self, key: str, limit: Limit, counter: int, ledger: int) -> Drift:
+        corrected = self.governor.counters.compare_and_set(key, counter, ledger)
+        return Drift(key, limit.id, from_units(limit.metric, counter), from_units(limit.metric, ledger), corrected)
 
     def threshold_crossings(self, *, since: datetime | None = None, limit_id: str | None = None) -> list[Crossing]:
         """Budget thresholds crossed (and limits first exceeded), for alerting."""

@@ -263,7 +263,7 @@ def reconcile_now(meter: Meter) -> list[Drift]:
     """Compare the live budget counters with the ledger once, correct drift and log it. The service runs
     it at start-up too: a process killed between a settle's counter commit and its ledger write left its
     counters ahead of the ledger (shared counters, such as Redis, outlive it)."""
-    drifts = meter.reconcile()
+    drifts = meter.reconcile(grace_s=meter.settings.reconcile_grace_s)
     for drift in drifts:
         log.warning("budget counter drift on %s: counter %s, ledger %s (%s)", drift.limit_id, drift.counter,
                     drift.ledger, "corrected" if drift.corrected else "changed meanwhile, left")  # fmt: skip
