@@ -69,6 +69,26 @@ def _load(base: str, key: str, acknowledged: list[str], stop: threading.Event, n
                 acknowledged.append(tag)
 
 
+@contextmanager
+def _loading(base: str, key: str, at_least: int) -> Iterator[list[str]]:
+    """``THREADS`` threads calling the gateway with ``key`` until the block ends (then joined); the block
+    starts once ``at_least`` calls were acknowledged (or 30 s passed). Yields the acknowledged calls' tags."""
+    acknowledged: list[str] = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=_load, args=(base, key, acknowledged, stop, n)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(acknowledged) < at_least and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield acknowledged
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=20)
+
+
 @pytest.mark.parametrize("journal", [False, True], ids=["direct", "journal"])
 def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, redis_prefix: str, journal: bool) -> None:
     port = _free_port()
@@ -91,19 +111,9 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, redis_pre
             key = admin.post("/api/v1/keys", json={"user_id": "dana", "role": "member"}).json()["key"]
             limit = {"scope": "user", "scope_id": "dana", "metric": "cost", "period": "day", "amount": "100"}
             admin.post("/api/v1/limits", json=limit).raise_for_status()
-            acknowledged: list[str] = []
-            stop = threading.Event()
-            threads = [threading.Thread(target=_load, args=(base, key, acknowledged, stop, n)) for n in range(THREADS)]
-            for thread in threads:
-                thread.start()
-            deadline = time.monotonic() + 30
-            while len(acknowledged) < 150 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGKILL)  # mid-load: calls in flight die with it
-            proc.wait(timeout=10)
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=20)
+            with _loading(base, key, 150) as acknowledged:
+                proc.send_signal(signal.SIGKILL)  # mid-load: calls in flight die with it
+                proc.wait(timeout=10)
         assert len(acknowledged) >= 150
         with _service(env, port):
             exported = admin.get("/api/v1/export", params={"format": "json", "user_id": "dana"}).json()

@@ -8,7 +8,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from spendgate.testing import FakeUpstream
-from test_faults_kill import MASTER, _free_port, _load, _service
+from test_faults_kill import MASTER, _free_port, _loading, _service
 
 THREADS = 4
 _BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
@@ -81,30 +80,20 @@ def test_ledger_restart_under_load_loses_nothing_acknowledged(tmp_path: Path, pr
         with _service(env, port):
             admin.post("/api/v1/users", json={"user_id": "dana"}).raise_for_status()
             key = admin.post("/api/v1/keys", json={"user_id": "dana", "role": "member"}).json()["key"]
-            acknowledged: list[str] = []
-            stop = threading.Event()
-            threads = [threading.Thread(target=_load, args=(base, key, acknowledged, stop, n)) for n in range(THREADS)]
-            for thread in threads:
-                thread.start()
-            deadline = time.monotonic() + 30
-            while len(acknowledged) < 40 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            private_pg.crash()
-            outage_seen = False
-            deadline = time.monotonic() + 20
-            while not outage_seen and time.monotonic() < deadline:
-                outage_seen = admin.get("/readyz").status_code == 503
-                time.sleep(0.2)
-            during = len(acknowledged)
-            time.sleep(1.0)
-            private_pg.start()
-            deadline = time.monotonic() + 30
-            while admin.get("/readyz").status_code != 200 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(1.0)
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=20)
+            with _loading(base, key, 40) as acknowledged:
+                private_pg.crash()
+                outage_seen = False
+                deadline = time.monotonic() + 20
+                while not outage_seen and time.monotonic() < deadline:
+                    outage_seen = admin.get("/readyz").status_code == 503
+                    time.sleep(0.2)
+                during = len(acknowledged)
+                time.sleep(1.0)
+                private_pg.start()
+                deadline = time.monotonic() + 30
+                while admin.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                time.sleep(1.0)
             tags: list[str] = []
             deadline = time.monotonic() + 40
             while time.monotonic() < deadline:  # the journal drains into the ledger that came back

@@ -234,13 +234,18 @@ def test_unpriced_model_cannot_pass_a_cost_limit(sqlite_url: str) -> None:
         assert d.action is Action.DENY and "no price known" in d.reason
 
 
+def _one_request_counted(m: Meter) -> str:
+    """A daily requests limit on user max with one settled call; the key of its counter."""
+    limit = m.set_limit(scope="user", scope_id="max", metric="requests", amount=10)
+    m.settle(m.authorize(user_id="max", provider="openai", model="gpt-4o", input_tokens=1), Usage(input_tokens=1))
+    window = limit.window_at(T0)
+    assert window is not None
+    return m.governor.key(limit, window)
+
+
 def test_reconcile_corrects_drift(sqlite_url: str) -> None:
     with meter(sqlite_url) as m:
-        limit = m.set_limit(scope="user", scope_id="max", metric="requests", amount=10)
-        m.settle(m.authorize(user_id="max", provider="openai", model="gpt-4o", input_tokens=1), Usage(input_tokens=1))
-        window = limit.window_at(T0)
-        assert window is not None
-        key = m.governor.key(limit, window)
+        key = _one_request_counted(m)
         assert m.counters.compare_and_set(key, 1, 7)  # a counter drifted (a lost settle, a bug, a restore)
         assert m.budget_status(user_id="max")[0].spent == 7
         (drift,) = m.reconcile()
@@ -250,11 +255,7 @@ def test_reconcile_corrects_drift(sqlite_url: str) -> None:
 
 def test_reconcile_with_grace_lowers_only_a_counter_that_stays_ahead(sqlite_url: str) -> None:
     with meter(sqlite_url) as m:
-        limit = m.set_limit(scope="user", scope_id="max", metric="requests", amount=10)
-        m.settle(m.authorize(user_id="max", provider="openai", model="gpt-4o", input_tokens=1), Usage(input_tokens=1))
-        window = limit.window_at(T0)
-        assert window is not None
-        key = m.governor.key(limit, window)
+        key = _one_request_counted(m)
         other = {"user_id": "max", "provider": "openai", "model": "gpt-4o", "usage": {"input_tokens": 1}}
         # Another worker's settle: its counter commit is in, its journaled event reaches the ledger meanwhile.
         assert m.counters.compare_and_set(key, 1, 2)

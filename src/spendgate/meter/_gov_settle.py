@@ -35,6 +35,7 @@ log = logging.getLogger("spendgate.budgets")
 _COST = Metric.COST  # an enum class's attribute lookup is slow (~0.3 µs) on the request path
 _REQUESTS = Metric.REQUESTS
 _COST_HOLDS_MAX = 4_096  # hold tuples whose keys are remembered (forgotten all at once beyond it)
+_WINDOW_ENDS_MAX = 65_536  # counter keys whose window ends are remembered (forgotten all at once beyond it)
 
 
 class Settlement(RateLimiting):
@@ -144,7 +145,7 @@ class Settlement(RateLimiting):
                 if hold.rolling_seconds is None and auth.authorized_at is not None:
                     window = hold.limit.window_at(auth.authorized_at)
                 end = math.inf if window is None else window.end.timestamp()
-                if len(ends) >= _COST_HOLDS_MAX * 16:
+                if len(ends) >= _WINDOW_ENDS_MAX:
                     ends.clear()
                 ends[hold.key] = end
             if end <= ts:
