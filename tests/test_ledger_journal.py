@@ -127,7 +127,10 @@ def test_the_writer_loop_drains_until_its_pipe_closes(tmp_path: Path) -> None:
         runner = threading.Thread(target=lambda: result.append(serve(control, directory, store, 0.02, 100)))
         runner.start()
         wait_for(lambda: store.count() == 2)
-        (directory / "sealed-3-2-y.jsonl").write_bytes(event_to_json(event(3)))
+        # Sealed as the journal seals: renamed into place whole (a drain between create and write would
+        # find it empty and delete it).
+        (directory / "tmp-3").write_bytes(event_to_json(event(3)))
+        (directory / "tmp-3").rename(directory / "sealed-3-2-y.jsonl")
         os.close(write_end)  # the parent went away: one last drain, then the loop ends
         runner.join(10)
         assert result == [3] and store.count() == 3 and journal_files(directory) == []
